@@ -1,0 +1,79 @@
+# Qwen3-TTS Wyoming server: the Home Assistant add-on image, also usable on its own:
+#   docker build -t qwen3-tts .
+#   docker run -p 10200:10200 -v qwen3-tts-data:/data qwen3-tts
+#
+# The base is named here, not taken from BUILD_FROM: a Supervisor without build.yaml
+# (deprecated) would pass an Alpine BUILD_FROM, and this image needs Debian (glibc wheels
+# for torch).  It is multi-arch (amd64, aarch64) and brings s6-overlay v3 and bashio.
+ARG BASE_IMAGE=ghcr.io/home-assistant/base-debian:trixie
+FROM ${BASE_IMAGE}
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
+ARG BUILD_ARCH=amd64
+ARG BUILD_VERSION=0.1.0
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG QWEN_TTS_VERSION=0.1.1
+
+ENV \
+    PATH="/opt/qwen3-tts/venv/bin:${PATH}" \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    S6_CMD_WAIT_FOR_SERVICES_MAXTIME=0
+
+# 1. Python and netcat (for the health check and the discovery service).
+# 2. torch, CPU build only, from the PyTorch CPU wheel index: the default index would
+#    hand out a multi-GB CUDA build.
+# 3. The Qwen3-TTS model code without its declared dependencies (gradio, torchaudio with
+#    its own torch, sox, onnxruntime: only the unused 25 Hz tokenizer needs them).
+# (4. below: this package and its real dependencies, see setup.cfg.)
+# hadolint ignore=DL3008
+RUN \
+    apt-get update \
+    && apt-get install -y --no-install-recommends \
+        ca-certificates \
+        netcat-openbsd \
+        python3 \
+        python3-venv \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv /opt/qwen3-tts/venv \
+    && pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
+    && pip install --no-deps "qwen-tts==${QWEN_TTS_VERSION}"
+
+# 4. This package, from the repository itself (.dockerignore keeps venvs and caches out).
+WORKDIR /usr/src/wyoming-qwen3-tts
+COPY . .
+RUN \
+    pip install . \
+    && python3 -c "import torch; assert not torch.version.cuda, torch.version.cuda" \
+    && python3 -m wyoming_qwen3_tts --version
+
+# s6-overlay services: the server (options -> flags), its finish, and the discovery.
+COPY addon/rootfs /
+WORKDIR /
+
+# A first start downloads the model (a few GB) and loads it: give it time.  The server
+# answers `describe` while it loads, so a healthy reply means the server is up.
+# (Shell form on purpose, as in the official Wyoming add-ons: it is a pipeline.)
+# hadolint ignore=DL3025
+HEALTHCHECK --start-period=30m --interval=30s --timeout=10s \
+    CMD echo '{ "type": "describe" }' \
+        | nc -w 1 localhost 10200 \
+        | grep -i "qwen3" > /dev/null \
+        || exit 1
+
+EXPOSE 10200/tcp
+
+LABEL \
+    io.hass.name="Qwen3-TTS" \
+    io.hass.description="Text-to-speech with Qwen3-TTS over the Wyoming protocol, on the CPU" \
+    io.hass.arch="${BUILD_ARCH}" \
+    io.hass.type="addon" \
+    io.hass.version="${BUILD_VERSION}" \
+    org.opencontainers.image.title="Qwen3-TTS" \
+    org.opencontainers.image.description="Wyoming protocol server for Qwen3-TTS, streaming on CPUs" \
+    org.opencontainers.image.licenses="Apache-2.0" \
+    org.opencontainers.image.version="${BUILD_VERSION}"
