@@ -1,0 +1,183 @@
+"""The streaming engine on tiny checkpoints of the real architecture (built by devmodel)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from wyoming_qwen3_tts.decoding import Sampling
+from wyoming_qwen3_tts.engine import Engine, EngineInputError, EngineLoadError, StreamStats
+from wyoming_qwen3_tts.vocoder import StreamingVocoder
+
+GREEDY = dict(do_sample=False, subtalker_dosample=False)
+TEXT = "Hello there, this is a small test."
+
+
+def load(folder, tmp_path_factory, dtype="float32", **sampling) -> Engine:
+    engine = Engine.load(str(folder), data_dir=tmp_path_factory.mktemp("data"), dtype=dtype)
+    if sampling:
+        engine.sampling = Sampling(**{**engine.sampling.__dict__, **sampling})
+        engine.generator.sampling = engine.sampling
+    return engine
+
+
+@pytest.fixture(scope="module")
+def custom(tiny_custom_voice, tmp_path_factory) -> Engine:
+    return load(tiny_custom_voice, tmp_path_factory, **GREEDY)
+
+
+@pytest.fixture(scope="module")
+def design(tiny_voice_design, tmp_path_factory) -> Engine:
+    return load(tiny_voice_design, tmp_path_factory, **GREEDY)
+
+
+def pcm_samples(chunks) -> np.ndarray:
+    return np.frombuffer(b"".join(chunks), dtype="<i2")
+
+
+def library_codes(engine: Engine, text: str, frames: int, *, speaker=None, language="english",
+                  instruct=None) -> torch.Tensor:
+    """Codes from the library's own generate path, exactly as its generate_* wrappers call it."""
+    tts = engine.tts
+    input_ids = tts._tokenize_texts([tts._build_assistant_text(text)])
+    instruct_ids = [tts._tokenize_texts([tts._build_instruct_text(instruct)])[0]
+                    if instruct else None]
+    kwargs = tts._merge_generate_kwargs(max_new_tokens=frames + 1, **GREEDY)
+    codes, _ = tts.model.generate(
+        input_ids=input_ids, instruct_ids=instruct_ids, languages=[language],
+        speakers=[speaker], non_streaming_mode=True, **kwargs,
+    )
+    return codes[0]
+
+
+def our_codes(engine: Engine, text: str, frames: int, **kwargs) -> torch.Tensor:
+    _, gen = engine.frames(text, max_frames=frames, **kwargs)
+    return torch.stack(list(gen))
+
+
+def test_loads_from_folder(custom: Engine):
+    assert custom.model_type == "custom_voice"
+    assert "ryan" in [s.lower() for s in custom.speakers]
+    assert {"english", "german", "chinese"} <= set(custom.languages)
+    assert custom.sample_rate == 24000 and custom.samples_per_frame == 1920
+    # sampling defaults come from the checkpoint's generation_config.json
+    defaults = Sampling.from_generation_config(custom.tts.generate_defaults)
+    assert defaults.do_sample is True and defaults.repetition_penalty == pytest.approx(1.05)
+
+
+@pytest.mark.parametrize("language", ["english", "auto"])
+def test_greedy_parity_custom_voice(custom: Engine, language):
+    lib = library_codes(custom, TEXT, 24, speaker="Ryan", language=language)
+    ours = our_codes(custom, TEXT, 24, speaker="Ryan", language=language)
+    assert lib.shape == (24, 16)
+    assert torch.equal(ours, lib)
+
+
+def test_greedy_parity_voice_design(design: Engine):
+    instruct = "A warm, low voice, speaking slowly."
+    lib = library_codes(design, "Guten Tag, wie geht es?", 20, language="german",
+                        instruct=instruct)
+    ours = our_codes(design, "Guten Tag, wie geht es?", 20, language="german",
+                     instruct=instruct)
+    assert torch.equal(ours, lib)
+
+
+def test_streamed_pcm_matches_whole_decoding(custom: Engine):
+    codes = our_codes(custom, TEXT, 60, speaker="Ryan")
+    whole = custom.decoder(codes.T.unsqueeze(0))[0, 0].detach().numpy()
+    vocoder = StreamingVocoder(custom.decoder)
+    parts = [w for w in (vocoder.push(f) for f in codes) if w is not None]
+    parts.append(vocoder.flush())
+    streamed = np.concatenate([p for p in parts if p is not None])
+    assert streamed.shape == whole.shape == (60 * 1920,)
+    # The first chunks see all their past: identical up to float rounding.  Later chunks see
+    # 25 frames of left context (as the library's own chunked_decode): the decoder's sliding-
+    # window transformer could see further back, so allow a small residual, far below audible.
+    first = 3 * 1920
+    np.testing.assert_allclose(streamed[:first], whole[:first], atol=1e-5)
+    err = streamed - whole
+    snr = 10 * np.log10(np.sum(whole**2) / max(np.sum(err**2), 1e-20))
+    assert np.max(np.abs(err)) < 0.05 and snr > 30, (np.max(np.abs(err)), snr)
+    assert np.sqrt(np.mean(whole**2)) > 1e-3  # the tiny model really makes sound
+
+
+def test_first_chunk_after_few_frames(custom: Engine):
+    stats = StreamStats()
+    gen = custom.stream(TEXT, speaker="Ryan", stats=stats)
+    first = next(gen)
+    assert stats.frames == 3  # the first chunk left after three frames (240 ms of audio)
+    assert len(first) == 3 * 1920 * 2
+    rest = pcm_samples(gen)
+    assert stats.frames > 3 and len(rest) == (stats.frames - 3) * 1920
+    assert np.abs(rest).max() > 100
+
+
+def test_cancel_stops_within_a_frame(custom: Engine):
+    cancel = threading.Event()
+    stats = StreamStats()
+    gen = custom.stream(TEXT, speaker="Ryan", cancel=cancel, stats=stats)
+    next(gen)
+    frames_then = stats.frames
+    cancel.set()
+    assert list(gen) == []
+    assert stats.frames == frames_then
+    assert stats.frame_cap > frames_then
+
+
+def test_frame_cap(custom: Engine, caplog):
+    # random weights never say EOS: the cap, proportional to the text, ends the segment
+    stats = StreamStats()
+    samples = pcm_samples(custom.stream("Hi.", speaker="Ryan", stats=stats))
+    assert stats.hit_frame_cap and stats.frames == stats.frame_cap == custom.frame_cap("Hi.")
+    assert len(samples) == stats.frames * 1920
+    assert "Frame cap hit" in caplog.text
+    assert custom.frame_cap("A much longer sentence than that one.") > stats.frame_cap
+
+
+def test_stops_at_eos(tiny_custom_voice, tmp_path_factory):
+    engine = load(tiny_custom_voice, tmp_path_factory, **GREEDY)
+    eos = engine.model.config.talker_config.codec_eos_token_id
+    head = engine.model.talker.codec_head
+    biased = torch.nn.Linear(head.in_features, head.out_features, bias=True)
+    with torch.no_grad():  # the same head, plus a bias that makes EOS win whenever allowed
+        biased.weight.copy_(head.weight)
+        biased.bias.zero_()
+        biased.bias[eos] = 1e4
+    engine.model.talker.codec_head = biased
+    stats = StreamStats()
+    samples = pcm_samples(engine.stream(TEXT, speaker="Ryan", stats=stats))
+    # EOS is suppressed for the first two frames, exactly as in the library
+    assert not stats.hit_frame_cap and stats.frames == 2
+    assert len(samples) == 2 * 1920
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8", "auto"])
+def test_each_dtype_loads_and_speaks(tiny_custom_voice, tmp_path_factory, dtype):
+    engine = load(tiny_custom_voice, tmp_path_factory, dtype=dtype)
+    if dtype != "auto":
+        assert engine.precision.generation == dtype
+    if dtype == "int8":
+        assert "Quantized" in type(engine.model.talker.codec_head).__name__
+    stats = StreamStats()
+    samples = pcm_samples(engine.stream(TEXT, speaker="Ryan", stats=stats, max_frames=8))
+    assert len(samples) == 8 * 1920 and np.abs(samples).max() > 100
+
+
+def test_bad_inputs(custom: Engine, design: Engine, tmp_path):
+    with pytest.raises(EngineLoadError, match="not found"):
+        Engine.load(str(tmp_path / "nope"), data_dir=tmp_path)
+    with pytest.raises(EngineLoadError, match="no config.json"):
+        Engine.load(str(tmp_path), data_dir=tmp_path)
+    with pytest.raises(EngineInputError, match="empty"):
+        custom.stream("   ", speaker="Ryan")
+    with pytest.raises(EngineInputError, match="unknown speaker"):
+        custom.stream(TEXT, speaker="Nobody")
+    with pytest.raises(EngineInputError, match="unknown language"):
+        custom.stream(TEXT, speaker="Ryan", language="klingon")
+    with pytest.raises(EngineInputError, match="needs a speaker"):
+        custom.stream(TEXT)
+    with pytest.raises(EngineInputError, match="no built-in speakers"):
+        design.stream(TEXT, speaker="Ryan")

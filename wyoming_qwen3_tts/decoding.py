@@ -1,0 +1,277 @@
+"""Our decode loop: talker step, then 15 code-predictor steps, one frame of 16 codes at a time.
+
+Written in the spirit of gpt-fast: the library's modules are used for every weight (so float32,
+bfloat16 and int8-quantized linears all work unchanged), while the loop, the KV caches, the rotary
+tables, the attention call and the sampling are ours.  That removes Hugging Face `generate` from
+the per-frame path (a `generate` call per frame for the code predictor, cache objects, mask
+building) and lets the caller take each frame the moment it exists.
+
+Greedy decoding reproduces the library's `generate_*` code for code (tests/test_engine.py).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .prompt import Prompt
+
+
+@dataclass
+class Sampling:
+    """Sampling settings; defaults come from the checkpoint's generation_config.json."""
+
+    do_sample: bool = True
+    top_k: int = 50
+    top_p: float = 1.0
+    temperature: float = 0.9
+    repetition_penalty: float = 1.05
+    subtalker_dosample: bool = True
+    subtalker_top_k: int = 50
+    subtalker_top_p: float = 1.0
+    subtalker_temperature: float = 0.9
+
+    @classmethod
+    def from_generation_config(cls, config: dict | None, **overrides) -> Sampling:
+        fields = cls.__dataclass_fields__
+        values = {k: v for k, v in (config or {}).items() if k in fields}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def sample(logits: torch.Tensor, do_sample: bool, top_k: int, top_p: float,
+           temperature: float, generator: torch.Generator | None = None) -> int:
+    """Pick one token from float32 logits [vocab], like transformers' warpers do."""
+    if not do_sample:
+        return int(torch.argmax(logits))
+    if temperature and temperature != 1.0:
+        logits = logits / temperature
+    if top_k and 0 < top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        remove = cumulative <= (1 - top_p)
+        remove[-1] = False
+        logits = logits.masked_fill(remove.scatter(0, order, remove), float("-inf"))
+    probs = logits.softmax(-1)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+class KVCache:
+    """Preallocated keys and values of one transformer stack, reused across requests."""
+
+    def __init__(self, layers: int, kv_heads: int, head_dim: int, length: int, dtype) -> None:
+        shape = (layers, 1, kv_heads, length, head_dim)
+        self.k = torch.zeros(shape, dtype=dtype)
+        self.v = torch.zeros(shape, dtype=dtype)
+
+    @property
+    def length(self) -> int:
+        return self.k.shape[3]
+
+
+class Stack:
+    """A decoder stack of the library (talker or code predictor) driven by our own forward."""
+
+    def __init__(self, layers, norm, rotary, head_dim: int, kv_heads: int, multimodal: bool,
+                 dtype: torch.dtype, initial_length: int) -> None:
+        self.layers = list(layers)
+        self.norm = norm
+        self.head_dim = head_dim
+        self.kv_heads = kv_heads
+        self.dtype = dtype
+        self._rotary = rotary
+        self._multimodal = multimodal
+        self.cache = KVCache(len(self.layers), kv_heads, head_dim, initial_length, dtype)
+        self.cos = self.sin = torch.empty(0)
+        self._rope_table(initial_length)
+
+    def _rope_table(self, length: int) -> None:
+        """cos/sin for positions [0, length), computed by the library's own rotary module.
+
+        The talker's multimodal rope gets three identical position rows for speech, so its
+        sections all pick the same values: the first row is the table.
+        """
+        positions = torch.arange(length).view(1, -1)
+        probe = torch.empty(1, dtype=self.dtype)
+        if self._multimodal:
+            cos, sin = self._rotary(probe, positions.view(1, 1, -1).expand(3, 1, -1))
+            cos, sin = cos[0], sin[0]
+        else:
+            cos, sin = self._rotary(probe, positions)
+        self.cos, self.sin = cos[0], sin[0]  # [length, head_dim]
+
+    def reserve(self, length: int) -> None:
+        """Make sure positions [0, length) fit; grows (never shrinks) the cache and tables."""
+        if length <= self.cache.length:
+            return
+        length = max(length, 2 * self.cache.length)
+        old = self.cache
+        self.cache = KVCache(len(self.layers), self.kv_heads, self.head_dim, length, self.dtype)
+        self.cache.k[:, :, :, : old.length] = old.k
+        self.cache.v[:, :, :, : old.length] = old.v
+        self._rope_table(length)
+
+    def release(self, length: int) -> None:
+        """Shrink back to `length` positions after an unusually long utterance."""
+        if self.cache.length > length:
+            self.cache = KVCache(len(self.layers), self.kv_heads, self.head_dim, length,
+                                 self.dtype)
+            self._rope_table(length)
+
+    def forward(self, x: torch.Tensor, pos: int) -> torch.Tensor:
+        """Run x [1, T, hidden] at positions pos..pos+T-1; returns the normed hidden states."""
+        t = x.shape[1]
+        end = pos + t
+        cos = self.cos[pos:end].view(1, 1, t, -1)
+        sin = self.sin[pos:end].view(1, 1, t, -1)
+        for i, layer in enumerate(self.layers):
+            attn = layer.self_attn
+            h = layer.input_layernorm(x)
+            q = attn.q_norm(attn.q_proj(h).view(1, t, -1, self.head_dim)).transpose(1, 2)
+            k = attn.k_norm(attn.k_proj(h).view(1, t, -1, self.head_dim)).transpose(1, 2)
+            v = attn.v_proj(h).view(1, t, -1, self.head_dim).transpose(1, 2)
+            q = q * cos + _rotate_half(q) * sin
+            k = k * cos + _rotate_half(k) * sin
+            self.cache.k[i, :, :, pos:end] = k
+            self.cache.v[i, :, :, pos:end] = v
+            keys = self.cache.k[i, :, :, :end]
+            values = self.cache.v[i, :, :, :end]
+            # prefill from position 0 is plain causal; one new token sees everything cached
+            out = F.scaled_dot_product_attention(
+                q, keys, values, is_causal=(t > 1 and pos == 0), scale=attn.scaling,
+                enable_gqa=True,
+            )
+            if t > 1 and pos > 0:  # not used by our loop; kept correct for completeness
+                raise NotImplementedError("multi-token steps after the prefill")
+            x = x + attn.o_proj(out.transpose(1, 2).reshape(1, t, -1))
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+        return self.norm(x)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+@dataclass
+class FrameStats:
+    frames: int = 0
+    hit_cap: bool = False
+    stopped_at_eos: bool = False
+    cancelled: bool = False
+
+
+class FrameGenerator:
+    """Generates frames (16 codes each) for one prompt at a time."""
+
+    def __init__(self, model, sampling: Sampling, dtype: torch.dtype) -> None:
+        talker = model.talker
+        tcfg = model.config.talker_config
+        pcfg = tcfg.code_predictor_config
+        self.talker = talker
+        self.predictor = talker.code_predictor
+        self.sampling = sampling
+        self.dtype = dtype
+        self.groups = tcfg.num_code_groups
+        self.eos = tcfg.codec_eos_token_id
+        vocab = tcfg.vocab_size
+        # the library suppresses the top 1024 codec ids (control tokens) except EOS
+        self.suppress = torch.tensor([i for i in range(vocab - 1024, vocab) if i != self.eos])
+        self.min_frames_before_eos = 2  # the library's min_new_tokens
+        self.talker_stack = Stack(
+            talker.model.layers, talker.model.norm, talker.model.rotary_emb,
+            head_dim=getattr(tcfg, "head_dim", tcfg.hidden_size // tcfg.num_attention_heads),
+            kv_heads=tcfg.num_key_value_heads, multimodal=True, dtype=dtype, initial_length=512,
+        )
+        self.predictor_stack = Stack(
+            self.predictor.model.layers, self.predictor.model.norm,
+            self.predictor.model.rotary_emb,
+            head_dim=getattr(pcfg, "head_dim", pcfg.hidden_size // pcfg.num_attention_heads),
+            kv_heads=pcfg.num_key_value_heads, multimodal=False, dtype=dtype,
+            initial_length=self.groups + 1,
+        )
+        self.codec_embedding = talker.get_input_embeddings()
+        self.sub_embeddings = self.predictor.get_input_embeddings()
+        self.project = self.predictor.small_to_mtp_projection
+        self.generator: torch.Generator | None = None
+
+    # -- one talker code ------------------------------------------------------------------
+    def _first_code(self, logits: torch.Tensor, history: list[int]) -> int:
+        s = self.sampling
+        logits = logits.float().clone()
+        if s.repetition_penalty != 1.0 and history:
+            seen = torch.tensor(sorted(set(history)))
+            score = logits[seen]
+            logits[seen] = torch.where(score < 0, score * s.repetition_penalty,
+                                       score / s.repetition_penalty)
+        logits[self.suppress] = float("-inf")
+        if len(history) < self.min_frames_before_eos:
+            logits[self.eos] = float("-inf")
+        return sample(logits, s.do_sample, s.top_k, s.top_p, s.temperature, self.generator)
+
+    # -- the 15 other codes ---------------------------------------------------------------
+    def _other_codes(self, talker_hidden: torch.Tensor, first_embed: torch.Tensor) -> list[int]:
+        s, stack = self.sampling, self.predictor_stack
+        x = self.project(torch.cat((talker_hidden, first_embed), dim=1))
+        h = stack.forward(x, 0)
+        codes = []
+        for j in range(self.groups - 1):
+            logits = self.predictor.lm_head[j](h[:, -1]).float()[0]
+            code = sample(logits, s.subtalker_dosample, s.subtalker_top_k, s.subtalker_top_p,
+                          s.subtalker_temperature, self.generator)
+            codes.append(code)
+            if j + 1 < self.groups - 1:
+                e = self.sub_embeddings[j](torch.tensor([[code]])).to(self.dtype)
+                h = stack.forward(self.project(e), j + 2)
+        return codes
+
+    @torch.inference_mode()
+    def frames(self, prompt: Prompt, max_frames: int, cancel: threading.Event | None = None,
+               stats: FrameStats | None = None) -> Iterator[torch.Tensor]:
+        """Yield frames as LongTensor [16] until EOS, `max_frames`, or `cancel`."""
+        stats = stats if stats is not None else FrameStats()
+        stack = self.talker_stack
+        prompt_len = prompt.embeds.shape[1]
+        stack.reserve(prompt_len + max_frames + 1)
+        h = stack.forward(prompt.embeds.to(self.dtype), 0)[:, -1:]
+        pos = prompt_len
+        history: list[int] = []
+        trailing = prompt.trailing_text.to(self.dtype)
+        pad = prompt.tts_pad.to(self.dtype)
+        try:
+            while True:
+                if cancel is not None and cancel.is_set():
+                    stats.cancelled = True
+                    return
+                logits = self.talker.codec_head(h)[0, -1]
+                first = self._first_code(logits, history)
+                if first == self.eos:
+                    stats.stopped_at_eos = True
+                    return
+                if stats.frames >= max_frames:
+                    stats.hit_cap = True
+                    return
+                first_embed = self.codec_embedding(torch.tensor([[first]])).to(self.dtype)
+                others = self._other_codes(h, first_embed)
+                history.append(first)
+                stats.frames += 1
+                yield torch.tensor([first, *others])
+                # next talker input: the sum of the frame's 16 code embeddings + text
+                step = len(history) - 1
+                embeds = [first_embed] + [
+                    self.sub_embeddings[i](torch.tensor([[c]])).to(self.dtype)
+                    for i, c in enumerate(others)
+                ]
+                x = torch.cat(embeds, dim=1).sum(1, keepdim=True)
+                x = x + (trailing[:, step:step + 1] if step < trailing.shape[1] else pad)
+                h = stack.forward(x, pos)
+                pos += 1
+        finally:
+            stack.release(4096)

@@ -1,0 +1,210 @@
+"""The streaming engine: text segment in, 16-bit mono 24 kHz PCM chunks out as frames arrive.
+
+    text -> prompt (prompt.py) -> frames of 16 codes (decoding.py) -> PCM (vocoder.py)
+
+One Engine per loaded checkpoint.  It is not thread-safe: run one `stream` at a time, in a
+worker thread (it blocks); cancel it from anywhere with a `threading.Event`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .decoding import FrameGenerator, FrameStats, Sampling
+from .loader import EngineLoadError, load_model, resolve_checkpoint
+from .precision import Precision, choose_precision, set_threads
+from .prompt import ClonePrompt, PromptBuilder
+from .vocoder import StreamingVocoder, stream_pcm
+
+_LOGGER = logging.getLogger(__name__)
+
+__all__ = ["Engine", "EngineInputError", "EngineLoadError", "StreamStats", "ClonePrompt"]
+
+
+class EngineInputError(ValueError):
+    """The request cannot be spoken as asked (a clear message for the client)."""
+
+
+@dataclass
+class StreamStats:
+    frames: int = 0
+    hit_frame_cap: bool = False
+    frame_cap: int = 0
+    first_audio_seconds: float | None = None
+    prefill_seconds: float | None = None
+    total_seconds: float = 0.0
+    audio_seconds: float = 0.0
+
+
+def text_weight(text: str) -> float:
+    """How much speech a text holds, in 'Latin characters': CJK characters count ~3x."""
+    weight = 0.0
+    for ch in text:
+        if ch.isspace():
+            weight += 1
+        elif unicodedata.east_asian_width(ch) in ("W", "F"):
+            weight += 3
+        else:
+            weight += 1
+    return weight
+
+
+class Engine:
+    # Frame cap: speech runs at ~0.8 frames per Latin character (~15 chars/s at 12.5 frames/s);
+    # allow 2.5x that plus 2 s, so slow speakers finish and runaway generations stop early.
+    frames_per_char = 2.0
+    extra_frames = 25
+
+    def __init__(self, tts, *, model_name: str, precision: Precision,
+                 sampling: Sampling | None = None) -> None:
+        self.tts = tts
+        self.model = tts.model
+        self.model_name = model_name
+        self.precision = precision
+        self.model_type: str = self.model.tts_model_type
+        self.sampling = sampling or Sampling.from_generation_config(tts.generate_defaults)
+        self.max_new_tokens = int((tts.generate_defaults or {}).get("max_new_tokens", 8192))
+        tcfg = self.model.config.talker_config
+        self.speakers: list[str] = list(tcfg.spk_id or {}) if self.model_type == "custom_voice" \
+            else []
+        self.languages: list[str] = [
+            name for name in (tcfg.codec_language_id or {}) if "dialect" not in name
+        ]
+        self.prompts = PromptBuilder(self.model, tts.processor, precision.activations)
+        self.generator = FrameGenerator(self.model, self.sampling, precision.activations)
+        decoder = self.model.speech_tokenizer.model.decoder
+        self.decoder = decoder
+        self.samples_per_frame = int(decoder.total_upsample)
+        self.sample_rate = int(self.model.speech_tokenizer.get_output_sample_rate())
+        # the library leaves instructions out for the 0.6B built-in-voice checkpoints
+        self.honours_instruct = not (self.model_type == "custom_voice"
+                                     and self.model.tts_model_size in "0b6")
+
+    @classmethod
+    def load(cls, model: str, *, data_dir: Path | str, local_files_only: bool = False,
+             dtype: str = "auto", threads: int = 0, interop_threads: int = 0,
+             sampling: Sampling | None = None) -> Engine:
+        set_threads(threads, interop_threads)
+        precision = choose_precision(dtype)
+        folder = resolve_checkpoint(model, Path(data_dir), local_files_only)
+        tts = load_model(folder, precision)
+        return cls(tts, model_name=model, precision=precision, sampling=sampling)
+
+    # -- requests -------------------------------------------------------------------------
+    def frame_cap(self, text: str) -> int:
+        cap = math.ceil(self.frames_per_char * text_weight(text)) + self.extra_frames
+        return min(cap, self.max_new_tokens)
+
+    def _check(self, text: str, speaker: str | None, language: str, instruct: str | None,
+               clone: ClonePrompt | None) -> tuple[str | None, str, str | None]:
+        if not text or not text.strip():
+            raise EngineInputError("empty text: nothing to speak")
+        lang = (language or "auto").lower()
+        if lang != "auto" and lang not in self.languages:
+            raise EngineInputError(
+                f"unknown language {language!r}; this model speaks: auto, "
+                + ", ".join(self.languages)
+            )
+        if self.model_type == "custom_voice":
+            if clone is not None:
+                raise EngineInputError("this is a built-in-voice (CustomVoice) model: it cannot "
+                                       "clone voices; use a Base model")
+            if not speaker:
+                raise EngineInputError("a built-in voice model needs a speaker")
+            match = {s.lower(): s for s in self.speakers}.get(speaker.lower())
+            if match is None:
+                raise EngineInputError(
+                    f"unknown speaker {speaker!r}; this model has: {', '.join(self.speakers)}"
+                )
+            speaker = match
+            if instruct and not self.honours_instruct:
+                _LOGGER.debug("Instruction ignored: 0.6B CustomVoice models have no style control")
+                instruct = None
+        elif speaker:
+            raise EngineInputError(
+                f"speaker {speaker!r} asked of a {self.model_type} model, which has no built-in "
+                "speakers"
+            )
+        if self.model_type == "base" and clone is None:
+            raise EngineInputError("a voice-clone (Base) model needs a reference voice")
+        if self.model_type == "voice_design" and clone is not None:
+            raise EngineInputError("a VoiceDesign model cannot clone voices; use a Base model")
+        return speaker, lang, instruct
+
+    def frames(self, text: str, *, speaker: str | None = None, language: str = "auto",
+               instruct: str | None = None, clone: ClonePrompt | None = None,
+               max_frames: int | None = None, cancel: threading.Event | None = None,
+               stats: FrameStats | None = None):
+        """The frames (LongTensor [16]) of one text segment, and the prompt they came from."""
+        speaker, lang, instruct = self._check(text, speaker, language, instruct, clone)
+        prompt = self.prompts.build(
+            text, language=lang, speaker=speaker, instruct=instruct, clone=clone,
+            # the library's defaults: text in the prompt, except for cloned voices
+            streaming_text=clone is not None,
+        )
+        cap = self.frame_cap(text) if max_frames is None else max_frames
+        return prompt, self.generator.frames(prompt, cap, cancel, stats)
+
+    def stream(self, text: str, *, speaker: str | None = None, language: str = "auto",
+               instruct: str | None = None, clone: ClonePrompt | None = None,
+               cancel: threading.Event | None = None, stats: StreamStats | None = None,
+               max_frames: int | None = None, seed: int | None = None) -> Iterator[bytes]:
+        """Speak one text segment: yields int16 LE mono PCM chunks as they are decoded.
+
+        Every chunk holds whole frames (1920 samples each); `stats.frames` counts the frames
+        generated so far while it runs.  `seed` makes sampling repeatable.  Raises
+        EngineInputError for bad input before anything is generated.
+        """
+        self.generator.generator = None if seed is None else torch.Generator().manual_seed(seed)
+        stats = stats if stats is not None else StreamStats()
+        frame_stats = FrameStats()
+        started = time.monotonic()
+        prompt, frames = self.frames(text, speaker=speaker, language=language,
+                                     instruct=instruct, clone=clone, max_frames=max_frames,
+                                     cancel=cancel, stats=frame_stats)
+        stats.frame_cap = self.frame_cap(text) if max_frames is None else max_frames
+        return self._pcm(prompt, frames, frame_stats, stats, started, text)
+
+    def _pcm(self, prompt, frames, frame_stats: FrameStats, stats: StreamStats,
+             started: float, text: str) -> Iterator[bytes]:
+        vocoder = StreamingVocoder(self.decoder, self.precision.vocoder,
+                                   context_codes=prompt.context_codes)
+        samples = 0
+        try:
+            for pcm in stream_pcm(frames, vocoder):
+                stats.frames = frame_stats.frames  # frames generated so far
+                if stats.first_audio_seconds is None:
+                    stats.first_audio_seconds = time.monotonic() - started
+                samples += len(pcm) // 2
+                yield pcm
+        finally:
+            frames.close()
+            stats.frames = frame_stats.frames
+            stats.hit_frame_cap = frame_stats.hit_cap
+            stats.total_seconds = time.monotonic() - started
+            stats.audio_seconds = samples / self.sample_rate
+            if frame_stats.hit_cap:
+                _LOGGER.warning("Frame cap hit (%d frames) for a %d-character text: the model did "
+                                "not stop by itself", stats.frames, len(text))
+
+    def warmup(self) -> None:
+        """One short synthesis, so the first real request does not pay for lazy set-up."""
+        if self.model_type == "base":
+            return  # needs a reference voice; voices warm up with their clone prompt
+        started = time.monotonic()
+        speaker = self.speakers[0] if self.speakers else None
+        with torch.inference_mode():
+            for _ in self.stream("Hello.", speaker=speaker, language="english", max_frames=4,
+                                 instruct="A calm voice." if self.model_type == "voice_design"
+                                 else None):
+                pass
+        _LOGGER.info("Warm-up done in %.1f s", time.monotonic() - started)

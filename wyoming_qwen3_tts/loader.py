@@ -1,0 +1,139 @@
+"""Find a checkpoint (local folder or Hugging Face repo id) and load it per component.
+
+Loading goes through the library's normal `from_pretrained` path in float32; then each
+component gets its own precision (see precision.py): the talker and code predictor in
+float32, bfloat16 or int8, the vocoder in float32 unless the CPU has native bf16, the speaker
+encoder always in float32 (it runs once per cloned voice).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from .precision import Precision
+from .qwen_import import import_qwen_tts
+
+_LOGGER = logging.getLogger(__name__)
+
+MODEL_TYPES = ("custom_voice", "voice_design", "base")
+
+
+class EngineLoadError(RuntimeError):
+    """The model could not be found, downloaded or loaded."""
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith(("/", ".", "~")) or Path(model).expanduser().exists() or (
+        model.count("/") != 1
+    )
+
+
+def _progress_class():
+    """A tqdm class that reports download progress in the log instead of a terminal bar."""
+    from tqdm.auto import tqdm
+
+    class LogProgress(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = False
+            kwargs["file"] = open("/dev/null", "w")  # noqa: SIM115 - closed with the bar
+            super().__init__(*args, **kwargs)
+            self._last_logged = -1
+
+        def update(self, n=1):
+            result = super().update(n)
+            if self.total and self.unit == "B":
+                decile = int(10 * self.n / self.total)
+                if decile != self._last_logged:
+                    self._last_logged = decile
+                    _LOGGER.info("Downloading %s: %d%% of %.0f MB", self.desc or "model",
+                                 10 * decile, self.total / 1e6)
+            return result
+
+        def close(self):
+            super().close()
+            self.fp.close()
+
+    return LogProgress
+
+
+def resolve_checkpoint(model: str, data_dir: Path, local_files_only: bool = False) -> Path:
+    """Return the local folder of `model`: itself if a folder, else its downloaded snapshot."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise EngineLoadError(f"{path} is not a Qwen3-TTS checkpoint folder (no config.json)")
+        return path
+    if _looks_like_path(model):
+        raise EngineLoadError(f"model folder not found: {model}")
+
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    cache_dir = Path(data_dir) / "models"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    _LOGGER.info("Getting %s into %s%s", model, cache_dir,
+                 " (local files only)" if local_files_only else "")
+    try:
+        folder = snapshot_download(repo_id=model, cache_dir=str(cache_dir),
+                                   local_files_only=local_files_only,
+                                   tqdm_class=_progress_class())
+    except LocalEntryNotFoundError as err:
+        raise EngineLoadError(
+            f"{model} is not in {cache_dir} and downloads are off (--local-files-only)"
+        ) from err
+    except Exception as err:  # network errors, unknown repo, disk full...
+        raise EngineLoadError(f"could not download {model}: {err}") from err
+    return Path(folder)
+
+
+def read_checkpoint_config(folder: Path) -> dict:
+    with open(folder / "config.json", encoding="utf-8") as f:
+        config = json.load(f)
+    if config.get("tts_model_type") not in MODEL_TYPES:
+        raise EngineLoadError(
+            f"{folder}: unsupported tts_model_type {config.get('tts_model_type')!r} "
+            f"(expected one of {', '.join(MODEL_TYPES)})"
+        )
+    if config.get("tokenizer_type", "qwen3_tts_tokenizer_12hz") != "qwen3_tts_tokenizer_12hz":
+        raise EngineLoadError(f"{folder}: only 12 Hz checkpoints are supported")
+    return config
+
+
+def load_model(folder: Path, precision: Precision):
+    """Load through `Qwen3TTSModel.from_pretrained`, then set each component's precision."""
+    read_checkpoint_config(folder)
+    qwen_tts = import_qwen_tts()
+    started = time.monotonic()
+    try:
+        tts = qwen_tts.Qwen3TTSModel.from_pretrained(str(folder), dtype=torch.float32,
+                                                     local_files_only=True)
+    except Exception as err:
+        raise EngineLoadError(f"could not load {folder}: {err}") from err
+    model = tts.model.eval()
+    talker = model.talker
+
+    if precision.generation == "bfloat16":
+        talker.to(torch.bfloat16)
+    elif precision.generation == "int8":
+        # fbgemm dynamic quantization of every linear layer of the talker and code predictor
+        # (projections, MLPs, codec heads): int8 weights, activations quantized per call.
+        # The text embedding is only ever looked up row by row: bfloat16 halves its memory.
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
+            torch.ao.quantization.quantize_dynamic(talker, {torch.nn.Linear},
+                                                   dtype=torch.qint8, inplace=True)
+        text_embedding = talker.get_text_embeddings()
+        text_embedding.weight.data = text_embedding.weight.data.to(torch.bfloat16)
+    model.speech_tokenizer.model.to(precision.vocoder)
+    if model.speaker_encoder is not None:
+        model.speaker_encoder.to(torch.float32)
+    _LOGGER.info("Loaded %s in %.1f s (%s)", folder, time.monotonic() - started,
+                 precision.describe())
+    return tts
