@@ -1,0 +1,70 @@
+"""Split text into sentences to synthesize one at a time, for whole texts and streamed deltas.
+
+Sentence boundaries come from `sentence-stream` (the same detector wyoming-piper uses): it
+buffers deltas, so a delta may end anywhere, mid-word included, and a sentence is only
+released once the text after it shows it is finished (or at the end of the stream).  Each
+sentence then has its whitespace collapsed, and one that is still very long (an LLM's
+run-on list) is cut at a clause mark or a space, so no single prompt runs into the model's
+frame cap.  Pieces without a letter or digit ("...", "**") are dropped: there is nothing to say.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sentence_stream import SentenceBoundaryDetector
+
+MAX_SEGMENT_CHARS = 300
+
+_WORDY = re.compile(r"\w")
+_CLAUSE_END = re.compile(r"[,;:\u3001\uff0c\uff1b\uff1a\u2014)]\s*")
+
+
+def _cut(sentence: str, limit: int) -> list[str]:
+    """Cut `sentence` into pieces of at most `limit` characters at natural places."""
+    pieces = []
+    while len(sentence) > limit:
+        window = sentence[: limit + 1]
+        cut = 0
+        for match in _CLAUSE_END.finditer(window):
+            if match.end() > limit // 3:
+                cut = match.end()
+        if not cut:
+            space = window.rfind(" ")
+            cut = space + 1 if space > limit // 3 else limit
+        pieces.append(sentence[:cut].strip())
+        sentence = sentence[cut:].strip()
+    pieces.append(sentence)
+    return pieces
+
+
+def _clean(sentences, limit: int) -> list[str]:
+    result = []
+    for sentence in sentences:
+        sentence = " ".join(sentence.split())
+        for piece in _cut(sentence, limit):
+            if _WORDY.search(piece):
+                result.append(piece)
+    return result
+
+
+class Segmenter:
+    """Turns a stream of text deltas into speakable segments, in order."""
+
+    def __init__(self, max_chars: int = MAX_SEGMENT_CHARS) -> None:
+        self._detector = SentenceBoundaryDetector()
+        self._max_chars = max_chars
+
+    def add(self, delta: str) -> list[str]:
+        """Feed a delta; return the segments it completed (often none)."""
+        return _clean(self._detector.add_chunk(delta), self._max_chars)
+
+    def finish(self) -> list[str]:
+        """End of text: return what is left."""
+        return _clean([self._detector.finish()], self._max_chars)
+
+
+def split_text(text: str, max_chars: int = MAX_SEGMENT_CHARS) -> list[str]:
+    """All segments of a complete text."""
+    segmenter = Segmenter(max_chars)
+    return segmenter.add(text) + segmenter.finish()

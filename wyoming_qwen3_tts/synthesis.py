@@ -1,0 +1,251 @@
+"""The one synthesis worker: a thread that owns the engine and serves segments in arrival order.
+
+The engine is not thread-safe and its `stream` blocks, so exactly one thread ever touches it.
+It first loads the model (the event loop meanwhile answers `describe`), then takes jobs, one
+sentence each, from a FIFO queue shared by all connections.  Each job's audio travels back to
+the event loop through its own `Channel`: chunks are posted with `call_soon_threadsafe`, and a
+semaphore bounds how many may wait unread, so a client that stops reading stalls only its own
+job (and after STALL_SECONDS it is cancelled so the others go on).  Setting a request's
+`cancel` event (client gone, error) makes the engine stop within one frame; queued jobs of a
+cancelled request are skipped without touching the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .languages import AUTO, LanguageDetector
+
+_LOGGER = logging.getLogger(__name__)
+
+CHANNEL_CAPACITY = 64  # chunks waiting for the event loop, per job
+STALL_SECONDS = 30.0  # a job whose client reads nothing for this long is cancelled
+
+
+@dataclass
+class Ticket:
+    """Worker-side state of one client request (a `synthesize` or a whole stream)."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    last_language: str | None = None  # detected language of the previous sentence
+    digest: Any = field(default_factory=hashlib.sha256)  # of all PCM produced for it
+    stalled: bool = False
+
+
+@dataclass
+class SegmentResult:
+    """How one segment went; posted after its last chunk."""
+
+    chars: int
+    speaker: str | None = None
+    language: str | None = None
+    frames: int = 0
+    first_audio_frame: int | None = None
+    samples: int = 0
+    hit_frame_cap: bool = False
+    seconds: float = 0.0  # engine wall time for this segment
+    first_audio_seconds: float | None = None
+    error_code: str | None = None
+    error_text: str | None = None
+    cancelled: bool = False
+
+
+class Channel:
+    """Carries one job's PCM chunks, then its SegmentResult, to the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, capacity: int = CHANNEL_CAPACITY) -> None:
+        self._loop = loop
+        self._items: asyncio.Queue = asyncio.Queue()
+        self._slots = threading.Semaphore(capacity)
+
+    # -- worker thread ---------------------------------------------------------------------
+    def put(self, pcm: bytes, cancel: threading.Event, stall_seconds: float) -> bool:
+        """Post a chunk; False if `cancel` was set or nobody read for `stall_seconds`."""
+        deadline = time.monotonic() + stall_seconds
+        while not self._slots.acquire(timeout=0.05):
+            if cancel.is_set() or time.monotonic() > deadline:
+                return False
+        return self._post(pcm)
+
+    def finish(self, result: SegmentResult) -> None:
+        self._post(result)
+
+    def _post(self, item) -> bool:
+        try:
+            self._loop.call_soon_threadsafe(self._items.put_nowait, item)
+            return True
+        except RuntimeError:  # event loop closed: shutting down
+            return False
+
+    # -- event loop ------------------------------------------------------------------------
+    async def get(self) -> bytes | SegmentResult:
+        item = await self._items.get()
+        if isinstance(item, bytes):
+            self._slots.release()
+        return item
+
+
+@dataclass
+class Job:
+    text: str
+    speaker: str | None  # None: the default speaker
+    language: str | None  # a model language name or "auto"; None: detect from the text
+    ticket: Ticket
+    channel: Channel
+
+
+@dataclass
+class Loaded:
+    """What the loader hands the worker."""
+
+    engine: Any
+    default_speaker: str | None
+    detector: LanguageDetector | None
+
+
+class Synthesizer:
+    """Owns the worker thread; `submit` is called from the event loop."""
+
+    def __init__(self, load: Callable[[], Loaded], stall_seconds: float = STALL_SECONDS) -> None:
+        self._load = load
+        self._stall_seconds = stall_seconds
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="synthesis", daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.ready: asyncio.Future | None = None  # result: Loaded; exception: load failure
+        self.load_error: BaseException | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.ready = loop.create_future()
+        self._thread.start()
+
+    def submit(self, job: Job) -> None:
+        self._jobs.put(job)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the worker to finish after its current job (cancel that first to be quick)."""
+        self._jobs.put(None)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    # -- worker thread -----------------------------------------------------------------------
+    def _resolve(self, outcome: Loaded | None, error: BaseException | None) -> None:
+        assert self.ready is not None
+        if self.ready.done():
+            return
+        if error is not None:
+            self.ready.set_exception(error)
+        else:
+            self.ready.set_result(outcome)
+
+    def _notify(self, outcome: Loaded | None, error: BaseException | None) -> None:
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(self._resolve, outcome, error)
+        except RuntimeError:
+            pass
+
+    def _run(self) -> None:
+        try:
+            loaded = self._load()
+        except BaseException as err:  # noqa: BLE001 - reported to the event loop
+            self.load_error = err
+            self._refuse_waiting(err)  # answered before the event loop hears of the failure
+            self._notify(None, err)
+            self._refuse_all(err)
+            return
+        self._notify(loaded, None)
+        while (job := self._jobs.get()) is not None:
+            self._serve(loaded, job)
+
+    @staticmethod
+    def _refuse(job: Job, err: BaseException) -> None:
+        job.channel.finish(SegmentResult(len(job.text), error_code="model-not-loaded",
+                                         error_text=f"the model could not be loaded: {err}"))
+
+    def _refuse_waiting(self, err: BaseException) -> None:
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if job is None:
+                self._jobs.put(None)  # keep the stop request for _refuse_all
+                return
+            self._refuse(job, err)
+
+    def _refuse_all(self, err: BaseException) -> None:
+        while (job := self._jobs.get()) is not None:
+            self._refuse(job, err)
+
+    def _serve(self, loaded: Loaded, job: Job) -> None:
+        ticket = job.ticket
+        result = SegmentResult(len(job.text))
+        if ticket.cancel.is_set():
+            result.cancelled = True
+            job.channel.finish(result)
+            return
+
+        from .engine import EngineInputError, StreamStats
+
+        language = job.language
+        if language is None:
+            language = (loaded.detector.choose(job.text, ticket.last_language)
+                        if loaded.detector is not None else AUTO)
+            if language != AUTO:
+                ticket.last_language = language
+        speaker = job.speaker or loaded.default_speaker
+        result.speaker, result.language = speaker, language
+
+        stats = StreamStats()
+        started = time.monotonic()
+        stream = None
+        try:
+            stream = loaded.engine.stream(job.text, speaker=speaker, language=language,
+                                          cancel=ticket.cancel, stats=stats)
+            for pcm in stream:
+                if not pcm:
+                    continue
+                if result.first_audio_frame is None:
+                    result.first_audio_frame = stats.frames
+                    result.first_audio_seconds = time.monotonic() - started
+                ticket.digest.update(pcm)
+                result.samples += len(pcm) // 2
+                if not job.channel.put(pcm, ticket.cancel, self._stall_seconds):
+                    if not ticket.cancel.is_set():
+                        _LOGGER.warning("Client read no audio for %.0f s: cancelling its request",
+                                        self._stall_seconds)
+                        ticket.stalled = True
+                        ticket.cancel.set()
+                    break
+        except EngineInputError as err:
+            result.error_code, result.error_text = "invalid-request", str(err)
+        except Exception as err:  # noqa: BLE001 - any engine failure ends this request only
+            _LOGGER.exception("Synthesis failed for %r", job.text[:80])
+            result.error_code = "synthesis-failed"
+            result.error_text = f"synthesis failed: {type(err).__name__}: {err}"
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()  # frees the engine's caches when stopped early
+        result.cancelled = ticket.cancel.is_set()
+        result.frames = stats.frames
+        result.hit_frame_cap = bool(stats.hit_frame_cap)
+        result.seconds = time.monotonic() - started
+        _LOGGER.debug(
+            "Segment: %d chars, speaker=%s, language=%s, %d frames (first audio after %s of "
+            "them), %d samples, %.2f s%s%s", result.chars, speaker, language, result.frames,
+            result.first_audio_frame, result.samples, result.seconds,
+            ", hit the frame cap" if result.hit_frame_cap else "",
+            ", cancelled" if result.cancelled else "",
+        )
+        job.channel.finish(result)
