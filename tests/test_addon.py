@@ -946,10 +946,11 @@ async def _raw_describe(port: int) -> str:
 @pytest.mark.timeout(600)
 async def test_server_started_like_the_addon_answers_describe(request, tmp_path, config):
     _needs_server()
-    try:
+    try:  # the suite's shared tiny checkpoint (tests/conftest.py) ...
         checkpoint = request.getfixturevalue("tiny_custom_voice")
-    except pytest.FixtureLookupError:
-        pytest.skip("tests/conftest.py has no tiny_custom_voice fixture yet")
+    except pytest.FixtureLookupError:  # ... or one built here, the same way
+        devmodel = pytest.importorskip("wyoming_qwen3_tts.devmodel")
+        checkpoint = devmodel.build_checkpoint(tmp_path / "tiny-custom-voice", "custom_voice")
 
     port = _free_port()
     data_dir, voices_dir = tmp_path / "data", tmp_path / "voices"
