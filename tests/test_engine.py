@@ -87,20 +87,24 @@ def test_greedy_parity_voice_design(design: Engine):
 
 def test_streamed_pcm_matches_whole_decoding(custom: Engine):
     codes = our_codes(custom, TEXT, 60, speaker="Ryan")
-    whole = custom.decoder(codes.T.unsqueeze(0))[0, 0].detach().numpy()
+    with torch.inference_mode():
+        whole = custom.decoder(codes.T.unsqueeze(0))[0, 0].float().numpy()
     vocoder = StreamingVocoder(custom.decoder)
     parts = [w for w in (vocoder.push(f) for f in codes) if w is not None]
     parts.append(vocoder.flush())
     streamed = np.concatenate([p for p in parts if p is not None])
     assert streamed.shape == whole.shape == (60 * 1920,)
-    # The first chunks see all their past: identical up to float rounding.  Later chunks see
-    # 25 frames of left context (as the library's own chunked_decode): the decoder's sliding-
-    # window transformer could see further back, so allow a small residual, far below audible.
+    # The first chunk sees all its past: identical up to float rounding.  Later chunks see 25
+    # frames (2 s) of left context, as the library's own chunked_decode does; the decoder's
+    # sliding-window transformer (8 layers x 72 frames) could in principle see further back.
+    # Measured on the tiny model: max error 3e-4, 85 dB below the signal.  Allow 60 dB and
+    # 2e-3 (about 65 steps of 16-bit PCM, far below audible); any real bug (a misplaced
+    # chunk, a lost frame, wrong context) is off by the signal's own size.
     first = 3 * 1920
     np.testing.assert_allclose(streamed[:first], whole[:first], atol=1e-5)
     err = streamed - whole
     snr = 10 * np.log10(np.sum(whole**2) / max(np.sum(err**2), 1e-20))
-    assert np.max(np.abs(err)) < 0.05 and snr > 30, (np.max(np.abs(err)), snr)
+    assert np.max(np.abs(err)) < 2e-3 and snr > 60, (np.max(np.abs(err)), snr)
     assert np.sqrt(np.mean(whole**2)) > 1e-3  # the tiny model really makes sound
 
 

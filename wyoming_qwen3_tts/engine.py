@@ -172,10 +172,11 @@ class Engine:
                                      instruct=instruct, clone=clone, max_frames=max_frames,
                                      cancel=cancel, stats=frame_stats)
         stats.frame_cap = self.frame_cap(text) if max_frames is None else max_frames
-        return self._pcm(prompt, frames, frame_stats, stats, started, text)
+        return self._pcm(prompt, frames, frame_stats, stats, started, text,
+                         warn_at_cap=max_frames is None)
 
     def _pcm(self, prompt, frames, frame_stats: FrameStats, stats: StreamStats,
-             started: float, text: str) -> Iterator[bytes]:
+             started: float, text: str, warn_at_cap: bool) -> Iterator[bytes]:
         vocoder = StreamingVocoder(self.decoder, self.precision.vocoder,
                                    context_codes=prompt.context_codes)
         samples = 0
@@ -192,7 +193,7 @@ class Engine:
             stats.hit_frame_cap = frame_stats.hit_cap
             stats.total_seconds = time.monotonic() - started
             stats.audio_seconds = samples / self.sample_rate
-            if frame_stats.hit_cap:
+            if frame_stats.hit_cap and warn_at_cap:
                 _LOGGER.warning("Frame cap hit (%d frames) for a %d-character text: the model did "
                                 "not stop by itself", stats.frames, len(text))
 

@@ -68,7 +68,8 @@ def choose_precision(dtype: str = "auto", flags: frozenset[str] | None = None) -
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     native_bf16 = has_native_bf16(flags)
-    vocoder = torch.bfloat16 if native_bf16 else torch.float32
+    # an explicit float32 or int8 keeps the vocoder exact: float32 is the reference path
+    vocoder = torch.bfloat16 if native_bf16 and dtype in ("auto", "bfloat16") else torch.float32
     if dtype == "auto":
         if native_bf16:
             dtype = "bfloat16"
