@@ -378,6 +378,30 @@ def test_config_yaml_content(config):
     assert ha_version >= (2025, 7, 0)
 
 
+def test_backup_leaves_model_files_out(config):
+    """The Supervisor matches each path (PurePath.match) against `backup_exclude` while it
+    walks the add-on's data folder, and skips a matching folder with all it holds."""
+    patterns = config["backup_exclude"]
+
+    def kept(path: str) -> bool:
+        parts = PurePosixPath(path).parts
+        for depth in range(2, len(parts) + 1):  # /data itself, then each folder down to path
+            if any(PurePosixPath(*parts[:depth]).match(p) for p in patterns):
+                return False
+        return True
+
+    snapshot = "/data/models/models--Qwen--Qwen3-TTS-12Hz-0.6B-CustomVoice"
+    for path in (
+        f"{snapshot}/blobs/6f1c0e4bd1b5c4a1e2f8",
+        f"{snapshot}/snapshots/0123abc/model.safetensors",
+        f"{snapshot}/snapshots/0123abc/speech_tokenizer/model.safetensors",
+        "/data/elsewhere/model.safetensors",
+    ):
+        assert not kept(path), f"{path} would be backed up"
+    assert kept("/data/options.json")
+    assert kept("/data/voices/narrator/instruct.txt")
+
+
 def test_options_and_schema(config):
     options, schema = config["options"], config["schema"]
     assert options["model"] == DEFAULT_MODEL
