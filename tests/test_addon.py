@@ -906,6 +906,8 @@ def test_server_cli_accepts_every_flag_the_addon_passes(tmp_path, config):
         assert re.search(rf"(^|[\s,\[]){re.escape(flag)}\b", help_text), f"no {flag} in --help"
     for dtype in element_validator(config["schema"]["dtype"]).validators[1].container:
         assert dtype in help_text, f"--dtype {dtype} unknown to the server"
+    for language in element_validator(config["schema"]["language"]).validators[1].container:
+        assert language in help_text, f"--language {language} unknown to the server"
     for variable in set(re.findall(r"QWEN3_TTS_\w+", (ROOT / "DOCS.md").read_text("utf-8"))):
         assert variable in help_text, f"DOCS.md names {variable}, unknown to the server"
 
