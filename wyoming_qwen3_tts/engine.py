@@ -177,8 +177,7 @@ class Engine:
 
     def _pcm(self, prompt, frames, frame_stats: FrameStats, stats: StreamStats,
              started: float, text: str, warn_at_cap: bool) -> Iterator[bytes]:
-        vocoder = StreamingVocoder(self.decoder, self.precision.vocoder,
-                                   context_codes=prompt.context_codes)
+        vocoder = StreamingVocoder(self.decoder, context_codes=prompt.context_codes)
         samples = 0
         try:
             for pcm in stream_pcm(frames, vocoder):

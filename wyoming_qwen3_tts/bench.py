@@ -1,0 +1,419 @@
+"""Benchmark: the official qwen-tts path against our engine, in one process, one run.
+
+    python -m wyoming_qwen3_tts.bench            # 0.6B CustomVoice, every precision, ~15 min
+    python -m wyoming_qwen3_tts.bench --quick    # fewer frames and runs, < 5 min
+    python -m wyoming_qwen3_tts.bench --size 1.7b --type custom_voice
+
+Checkpoints are random weights at the published geometry, built offline by devmodel into
+.cache/devmodels/ (nothing is downloaded): the compute is real, the audio is noise.  Frames are
+forced (EOS disabled) so every configuration makes the same amount of audio.  Results are
+printed and written to BENCHMARKS.md (a Markdown table) and benchmarks/results.json.
+
+Figures are ratios from the same run (speed-up over the official path) because these machines
+are shared and noisy; absolute times move with the neighbours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import os
+import platform
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+
+from . import __version__
+from .engine import Engine, StreamStats
+from .precision import cpu_flags, physical_cores, set_threads
+from .vocoder import StreamingVocoder
+
+_LOGGER = logging.getLogger("bench")
+REPO = Path(__file__).resolve().parent.parent
+TEXT = "The kitchen lights are now off, and the front door is locked."  # 60 characters
+
+
+# -- measuring helpers ---------------------------------------------------------------------
+class PeakRSS:
+    """Samples this process's resident memory in a thread; `peak` is the maximum seen."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        proc = psutil.Process()
+        while not self._stop.is_set():
+            self.peak = max(self.peak, proc.memory_info().rss)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakRSS:
+        self.peak = psutil.Process().memory_info().rss
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class Timers:
+    """Accumulates wall time spent in wrapped callables, by name."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+
+    def wrap(self, name: str, fn):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+                self.calls[name] = self.calls.get(name, 0) + 1
+
+        return timed
+
+
+def machine_bandwidth_gbs(threads: int) -> float:
+    """Memory read bandwidth: best of 5 sums over a 1 GiB float32 tensor."""
+    torch.set_num_threads(threads)
+    data = torch.ones(256 * 1024 * 1024)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        data.sum()
+        best = min(best, time.perf_counter() - start)
+    return data.numel() * 4 / best / 1e9
+
+
+def machine_info(threads: int) -> dict:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    interesting = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8",
+                   "avx_vnni", "asimd", "bf16", "i8mm")
+    return {
+        "cpu": model,
+        "flags": [f for f in interesting if f in cpu_flags()],
+        "logical_cpus": os.cpu_count(),
+        "physical_cores": physical_cores(),
+        "threads": threads,
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "torch": torch.__version__,
+        "wyoming_qwen3_tts": __version__,
+        "read_bandwidth_gbs": round(machine_bandwidth_gbs(threads), 1),
+    }
+
+
+def linear_bytes(module) -> int:
+    """Bytes of weights one call of `module` reads: its linear layers (int8 or float)."""
+    total = 0
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.Linear):
+            total += sub.weight.numel() * sub.weight.element_size()
+        elif hasattr(sub, "_packed_params") and hasattr(sub, "weight"):  # quantized linear
+            total += sub.weight().numel() * 1
+    return total
+
+
+def weight_bytes_per_frame(engine: Engine) -> int:
+    talker = engine.model.talker
+    predictor = talker.code_predictor
+    layers = sum(linear_bytes(layer) for layer in talker.model.layers)
+    heads = linear_bytes(talker.codec_head)
+    predictor_layers = sum(linear_bytes(layer) for layer in predictor.model.layers)
+    # 15 code-predictor passes a frame, each reading all its layers and one of its 15 heads
+    return layers + heads + 15 * predictor_layers + linear_bytes(predictor.lm_head) \
+        + linear_bytes(predictor.small_to_mtp_projection)
+
+
+# -- runs --------------------------------------------------------------------------------
+def run_official(folder: Path, dtype: torch.dtype, frames: int, repeats: int) -> dict:
+    """The library's own path: generate_custom_voice, whole waveform at the end."""
+    from .qwen_import import import_qwen_tts
+
+    qwen_tts = import_qwen_tts()
+    with PeakRSS() as rss:
+        start = time.perf_counter()
+        tts = qwen_tts.Qwen3TTSModel.from_pretrained(str(folder), dtype=dtype)
+        # from_pretrained applies dtype= to the speech tokenizer too; the decoder must stay
+        # float32 on CPUs (bfloat16 convolutions are 60x slower without native bf16)
+        tts.model.speech_tokenizer.model.to(torch.float32)
+        load_s = time.perf_counter() - start
+        never = tts.model.config.talker_config.vocab_size  # an EOS id no logit can produce
+        speaker = next(iter(tts.model.config.talker_config.spk_id))
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            wavs, rate = tts.generate_custom_voice(
+                TEXT, speaker=speaker, language="English", max_new_tokens=frames + 1,
+                eos_token_id=never,
+            )
+            times.append(time.perf_counter() - start)
+    audio_s = len(wavs[0]) / rate
+    total = min(times)
+    result = {
+        "name": f"official qwen-tts ({str(dtype).removeprefix('torch.')})",
+        "frames": round(audio_s / 0.08),
+        "load_s": round(load_s, 1),
+        "total_s": round(total, 2),
+        "first_audio_s": round(total, 2),  # no streaming: everything arrives at the end
+        "rtf": round(total / audio_s, 2),
+        "ms_per_frame": round(1000 * total / (audio_s / 0.08), 1),
+        "peak_rss_gb": round(rss.peak / 1e9, 2),
+    }
+    del tts
+    gc.collect()
+    return result
+
+
+@contextmanager
+def timed_engine(engine: Engine, timers: Timers):
+    """Time the talker, the code predictor and the vocoder of one engine."""
+    gen = engine.generator
+    stack_forward = gen.talker_stack.forward
+
+    def talker_forward(x, pos):
+        name = "prefill" if x.shape[1] > 1 else "talker"
+        return timers.wrap(name, stack_forward)(x, pos)
+
+    gen.talker_stack.forward = talker_forward
+    gen._other_codes = timers.wrap("code_predictor", gen._other_codes)
+    decode = StreamingVocoder._decode
+    StreamingVocoder._decode = timers.wrap("vocoder", decode)
+    try:
+        yield
+    finally:
+        StreamingVocoder._decode = decode
+        del gen.talker_stack.forward
+        del gen._other_codes
+
+
+def run_ours(folder: Path, dtype: str, frames: int, repeats: int) -> dict:
+    with PeakRSS() as rss:
+        start = time.perf_counter()
+        engine = Engine.load(str(folder), data_dir=REPO / ".cache", dtype=dtype)
+        load_s = time.perf_counter() - start
+        engine.generator.eos = -1  # never stop early: every run makes `frames` frames
+        speaker = engine.speakers[0]
+        for _ in engine.stream(TEXT, speaker=speaker, language="english", max_frames=4):
+            pass  # warm-up, as the server does at start
+        best = None
+        for _ in range(repeats):
+            timers, stats = Timers(), StreamStats()
+            with timed_engine(engine, timers):
+                for _ in engine.stream(TEXT, speaker=speaker, language="english", stats=stats,
+                                       max_frames=frames):
+                    pass
+            if best is None or stats.total_seconds < best[1].total_seconds:
+                best = (timers, stats)
+    timers, stats = best
+    n = stats.frames
+    per_frame = {k: 1000 * v / n for k, v in timers.seconds.items()}
+    gen_ms = per_frame.get("talker", 0) + per_frame.get("code_predictor", 0)
+    bytes_per_frame = weight_bytes_per_frame(engine)
+    result = {
+        "name": f"ours ({engine.precision.describe()})" + (" [auto]" if dtype == "auto" else ""),
+        "frames": n,
+        "load_s": round(load_s, 1),
+        "total_s": round(stats.total_seconds, 2),
+        "first_audio_s": round(stats.first_audio_seconds, 2),
+        "prefill_s": round(timers.seconds.get("prefill", 0), 3),
+        "rtf": round(stats.total_seconds / stats.audio_seconds, 2),
+        "ms_per_frame": round(1000 * stats.total_seconds / n, 1),
+        "talker_ms": round(per_frame.get("talker", 0), 1),
+        "code_predictor_ms": round(per_frame.get("code_predictor", 0), 1),
+        "vocoder_ms": round(per_frame.get("vocoder", 0), 1),
+        "weights_mb_per_frame": round(bytes_per_frame / 1e6),
+        "achieved_gbs": round(bytes_per_frame / (gen_ms / 1000) / 1e9, 1) if gen_ms else None,
+        "peak_rss_gb": round(rss.peak / 1e9, 2),
+    }
+    del engine
+    gc.collect()
+    return result
+
+
+# -- quality guard -------------------------------------------------------------------------
+def projection_errors(folder: Path, dtype: str) -> dict:
+    """Relative error of each linear layer's output against float32, at full-size geometry,
+    on real activations (the hidden states of a prompt)."""
+    ref = Engine.load(str(folder), data_dir=REPO / ".cache", dtype="float32")
+    test = Engine.load(str(folder), data_dir=REPO / ".cache", dtype=dtype)
+    prompt = ref.prompts.build(TEXT, language="english", speaker=ref.speakers[0])
+    x = prompt.embeds[0]  # [T, hidden] real inputs of the first layer
+    errors = []
+    names = dict(ref.model.talker.named_modules())
+    with torch.inference_mode():
+        for name, module in test.model.talker.named_modules():
+            reference = names.get(name)
+            if not isinstance(reference, torch.nn.Linear) or reference.in_features != x.shape[1]:
+                continue
+            want = reference(x)
+            got = module(x.to(test.precision.activations)).float()
+            errors.append(float((got - want).norm() / want.norm()))
+    del ref, test
+    gc.collect()
+    return {"layers": len(errors), "mean_rel_error": round(float(np.mean(errors)), 4),
+            "max_rel_error": round(float(np.max(errors)), 4)}
+
+
+def greedy_agreement(dtype: str, frames: int = 20) -> dict:
+    """How many of the first greedy frames (all 16 codes) a precision agrees on with float32,
+    on the tiny model (full-size random weights have no meaningful codes to agree on)."""
+    from .devmodel import BUILDER_VERSION, build_checkpoint
+
+    folder = REPO / ".cache" / "devmodels" / f"tiny-custom_voice-v{BUILDER_VERSION}"
+    if not folder.is_dir():
+        build_checkpoint(folder, "custom_voice", "tiny")
+    codes = {}
+    for name in ("float32", dtype):
+        engine = Engine.load(str(folder), data_dir=REPO / ".cache", dtype=name)
+        engine.sampling.do_sample = engine.sampling.subtalker_dosample = False
+        _, gen = engine.frames(TEXT, speaker=engine.speakers[0], language="english",
+                               max_frames=frames)
+        codes[name] = torch.stack(list(gen))
+    same = (codes["float32"] == codes[dtype]).all(dim=1)
+    first_diff = int(same.logical_not().nonzero()[0]) if not same.all() else frames
+    return {"frames": frames, "identical_leading_frames": first_diff,
+            "codes_agreeing": round(float((codes["float32"] == codes[dtype]).float().mean()), 3)}
+
+
+# -- report --------------------------------------------------------------------------------
+def markdown(report: dict) -> str:
+    m = report["machine"]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Produced by `python -m wyoming_qwen3_tts.bench"
+        + (" --quick" if report["quick"] else "") + f" --size {report['size']}` "
+        f"on {report['date']}. Random weights at the published {report['size']} "
+        f"{report['type']} geometry (compute is real, audio is noise), {report['frames']} frames "
+        f"({report['frames'] * 0.08:.1f} s of audio) forced for every row, text of "
+        f"{len(TEXT)} characters, best of {report['repeats']} run(s).",
+        "",
+        f"Machine: {m['cpu']}, {m['threads']} threads ({m['physical_cores']} physical cores), "
+        f"{m['memory_gb']} GiB, flags: {' '.join(m['flags'])}; torch {m['torch']}; measured "
+        f"memory read bandwidth {m['read_bandwidth_gbs']} GB/s.",
+        "",
+        "RTF = compute time / audio time (lower is better; below 1 is faster than real time). "
+        "First audio = time from the request to the first PCM chunk. ms/frame: one frame is "
+        "80 ms of audio. Achieved GB/s = bytes of talker and code-predictor weights read per "
+        "frame / generation time per frame (the decode steps are memory-bound: compare with "
+        "the machine's bandwidth).",
+        "",
+        "| path | RTF | speed-up | first audio s | ms/frame | talker ms | code predictor ms "
+        "| vocoder ms | prefill s | weights MB/frame | achieved GB/s | peak RSS GB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    base = report["runs"][0]["total_s"]
+    for r in report["runs"]:
+        lines.append(
+            f"| {r['name']} | {r['rtf']} | {base / r['total_s']:.2f}x | {r['first_audio_s']} "
+            f"| {r['ms_per_frame']} | {r.get('talker_ms', '')} | {r.get('code_predictor_ms', '')} "
+            f"| {r.get('vocoder_ms', '')} | {r.get('prefill_s', '')} "
+            f"| {r.get('weights_mb_per_frame', '')} | {r.get('achieved_gbs', '')} "
+            f"| {r['peak_rss_gb']} |"
+        )
+    if report.get("quality"):
+        lines += [
+            "",
+            "## Quality guard (against float32)",
+            "",
+            "| precision | linear layers checked | mean relative error | max relative error "
+            "| identical greedy frames (tiny model) | codes agreeing |",
+            "|---|---|---|---|---|---|",
+        ]
+        for dtype, q in report["quality"].items():
+            p, g = q["projections"], q["greedy"]
+            lines.append(f"| {dtype} | {p['layers']} | {p['mean_rel_error']} "
+                         f"| {p['max_rel_error']} | {g['identical_leading_frames']} of "
+                         f"{g['frames']} | {g['codes_agreeing']} |")
+    if report.get("server"):
+        lines += ["", "## Through the Wyoming server", "",
+                  "| mode | first audio chunk s | total s | audio s | RTF |",
+                  "|---|---|---|---|---|"]
+        for s in report["server"]:
+            lines.append(f"| {s['mode']} | {s['first_audio_s']} | {s['total_s']} "
+                         f"| {s['audio_s']} | {s['rtf']} |")
+    lines += ["", "Reproduce: see README.md, section Benchmarks.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m wyoming_qwen3_tts.bench")
+    parser.add_argument("--size", default="0.6b", choices=["0.6b", "1.7b", "tiny"])
+    parser.add_argument("--type", default="custom_voice")
+    parser.add_argument("--quick", action="store_true", help="fewer frames and runs (< 5 min)")
+    parser.add_argument("--frames", type=int, help="frames per run (default 125, quick 25)")
+    parser.add_argument("--dtypes", default="float32,bfloat16,int8,auto")
+    parser.add_argument("--official", default="float32,bfloat16",
+                        help="dtypes for the official path ('' to skip)")
+    parser.add_argument("--threads", type=int, default=0, help="0 = all physical cores")
+    parser.add_argument("--no-quality", action="store_true")
+    parser.add_argument("--server", action="store_true",
+                        help="also measure through the Wyoming server (see bench_server)")
+    parser.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
+    parser.add_argument("--json", default=str(REPO / "benchmarks" / "results.json"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+
+    frames = args.frames or (25 if args.quick else 125)
+    repeats = 1 if args.quick else 2
+    threads, _ = set_threads(args.threads)
+    from .devmodel import BUILDER_VERSION, build_checkpoint
+
+    folder = REPO / ".cache" / "devmodels" / f"{args.size}-{args.type}-v{BUILDER_VERSION}"
+    if not folder.is_dir():
+        _LOGGER.info("Building %s (random weights, offline)", folder)
+        build_checkpoint(folder, args.type, args.size)
+
+    report = {"date": time.strftime("%Y-%m-%d"), "size": args.size, "type": args.type,
+              "frames": frames, "repeats": repeats, "quick": args.quick,
+              "machine": machine_info(threads), "runs": [], "quality": {}}
+    official = [d for d in args.official.split(",") if d]
+    if args.quick:
+        official = official[:1]
+    for dtype in official:
+        _LOGGER.info("Official path, %s", dtype)
+        report["runs"].append(run_official(folder, getattr(torch, dtype), frames, repeats))
+        _LOGGER.info("%s", report["runs"][-1])
+    for dtype in [d for d in args.dtypes.split(",") if d]:
+        _LOGGER.info("Our engine, %s", dtype)
+        report["runs"].append(run_ours(folder, dtype, frames, repeats))
+        _LOGGER.info("%s", report["runs"][-1])
+    if not args.no_quality:
+        for dtype in ("bfloat16", "int8"):
+            _LOGGER.info("Quality guard, %s", dtype)
+            report["quality"][dtype] = {"projections": projection_errors(folder, dtype),
+                                        "greedy": greedy_agreement(dtype)}
+    if args.server:
+        from .bench_server import measure_server
+
+        report["server"] = measure_server(folder, threads=threads, quick=args.quick)
+
+    text = markdown(report)
+    print(text)
+    Path(args.out).write_text(text, encoding="utf-8")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
