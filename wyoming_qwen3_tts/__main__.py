@@ -151,6 +151,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+async def _stdio_streams() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Protocol streams on stdin/stdout, with file descriptor 1 moved to stderr first: the
+    model code prints banners, which must not land in the event stream."""
+    loop = asyncio.get_running_loop()
+    protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    transport, protocol = await loop.connect_write_pipe(
+        lambda: asyncio.streams.FlowControlMixin(loop=loop), protocol_out)
+    return reader, asyncio.StreamWriter(transport, protocol, None, loop)
+
+
 def load_engine(args: argparse.Namespace) -> Loaded:
     """Runs in the synthesis thread: load, check the options against the model, warm up."""
     from .engine import Engine
@@ -202,13 +216,15 @@ async def main(argv: list[str] | None = None) -> int:
             loop.add_signal_handler(signum, stopping.set)
 
     # Listen first, load second: describe must be answered while the model loads.
-    server = AsyncServer.from_uri(args.uri)
     factory = partial(Qwen3TtsEventHandler, service)
+    server = None
     stdio_task = None
     if args.uri.startswith("stdio://"):
-        stdio_task = asyncio.create_task(server.run(factory))
+        reader, writer = await _stdio_streams()
+        stdio_task = asyncio.create_task(factory(reader, writer).run())
         stdio_task.add_done_callback(lambda _task: stopping.set())
     else:
+        server = AsyncServer.from_uri(args.uri)
         await server.start(factory)
     _LOGGER.info("Listening on %s; loading %s", args.uri, model)
 
@@ -245,7 +261,8 @@ async def main(argv: list[str] | None = None) -> int:
     if announcement is not None:
         with contextlib.suppress(Exception):
             await announcement.stop()
-    await server.stop()
+    if server is not None:
+        await server.stop()
     if stdio_task is not None:
         stdio_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -42,8 +42,8 @@ _LOGGER = logging.getLogger(__name__)
 RATE, WIDTH, CHANNELS = 24000, 2, 1
 
 # The library reads whatever lengths a client announces; we bound them.  No TTS request
-# carries a payload and its JSON is text of at most --max-text-chars.
-MAX_LINE_BYTES = 64 * 1024
+# carries a payload and its JSON is text of at most --max-text-chars.  (The header line is
+# bounded by the stream reader's 64 KiB limit.)
 MAX_DATA_BYTES = 1024 * 1024
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 
