@@ -96,7 +96,7 @@ def build_parser() -> _Parser:
                   help="where downloaded models are kept")
     parser.option("--local-files-only", action="store_true",
                   help="never download: use only what is already in --data-dir")
-    parser.option("--voices-dir", help="folder of extra (cloned) voices")
+    parser.option("--voices-dir", help="folder of extra (cloned) voices; accepted, not used yet")
     parser.option("--voice", help="voice used when a request names none (default: Ryan if "
                                   "the model has it, else its first speaker)")
     parser.option("--language", default=AUTO,
