@@ -260,12 +260,15 @@ def projection_errors(folder: Path, dtype: str) -> dict:
     x = prompt.embeds[0]  # [T, hidden] real inputs of the first layer
     errors = []
     names = dict(ref.model.talker.named_modules())
+    fused = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}
     with torch.inference_mode():
         for name, module in test.model.talker.named_modules():
-            reference = names.get(name)
-            if not isinstance(reference, torch.nn.Linear) or reference.in_features != x.shape[1]:
+            parent, _, leaf = name.rpartition(".")
+            parts = [names.get(f"{parent}.{p}") for p in fused.get(leaf, (leaf,))]
+            if not all(isinstance(p, torch.nn.Linear) and p.in_features == x.shape[1]
+                       for p in parts):
                 continue
-            want = reference(x)
+            want = torch.cat([p(x) for p in parts], dim=-1)
             got = module(x.to(test.precision.activations)).float()
             errors.append(float((got - want).norm() / want.norm()))
     del ref, test

@@ -134,9 +134,13 @@ class Stack:
         for i, layer in enumerate(self.layers):
             attn = layer.self_attn
             h = layer.input_layernorm(x)
-            q = attn.q_norm(attn.q_proj(h).view(1, t, -1, self.head_dim)).transpose(1, 2)
-            k = attn.k_norm(attn.k_proj(h).view(1, t, -1, self.head_dim)).transpose(1, 2)
-            v = attn.v_proj(h).view(1, t, -1, self.head_dim).transpose(1, 2)
+            if hasattr(attn, "qkv_proj"):  # fused by the loader (int8, bfloat16)
+                q, k, v = attn.qkv_proj(h).split(attn.qkv_split, dim=-1)
+            else:
+                q, k, v = attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)
+            q = attn.q_norm(q.view(1, t, -1, self.head_dim)).transpose(1, 2)
+            k = attn.k_norm(k.view(1, t, -1, self.head_dim)).transpose(1, 2)
+            v = v.view(1, t, -1, self.head_dim).transpose(1, 2)
             q = q * cos + _rotate_half(q) * sin
             k = k * cos + _rotate_half(k) * sin
             self.cache.k[i, :, :, pos:end] = k
@@ -151,8 +155,16 @@ class Stack:
             if t > 1 and pos > 0:  # not used by our loop; kept correct for completeness
                 raise NotImplementedError("multi-token steps after the prefill")
             x = x + attn.o_proj(out.transpose(1, 2).reshape(1, t, -1))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
+            x = x + self._mlp(layer.mlp, layer.post_attention_layernorm(x))
         return self.norm(x)
+
+
+    @staticmethod
+    def _mlp(mlp, x: torch.Tensor) -> torch.Tensor:
+        if hasattr(mlp, "gate_up_proj"):
+            gate, up = mlp.gate_up_proj(x).chunk(2, dim=-1)
+            return mlp.down_proj(mlp.act_fn(gate) * up)
+        return mlp(x)
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:

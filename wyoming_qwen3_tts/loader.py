@@ -104,6 +104,30 @@ def read_checkpoint_config(folder: Path) -> dict:
     return config
 
 
+def _concat_linear(parts: list[torch.nn.Linear]) -> torch.nn.Linear:
+    fused = torch.nn.Linear(parts[0].in_features, sum(p.out_features for p in parts),
+                            bias=parts[0].bias is not None, dtype=parts[0].weight.dtype)
+    with torch.no_grad():
+        fused.weight.copy_(torch.cat([p.weight for p in parts]))
+        if fused.bias is not None:
+            fused.bias.copy_(torch.cat([p.bias for p in parts]))
+    return fused
+
+
+def fuse_projections(layer) -> None:
+    """Replace q/k/v and gate/up projections of a decoder layer by one linear each.
+
+    Only our decode loop (decoding.Stack) knows the fused layout: the library's own forward
+    of a fused layer no longer works.
+    """
+    attn, mlp = layer.self_attn, layer.mlp
+    attn.qkv_split = [attn.q_proj.out_features, attn.k_proj.out_features,
+                      attn.v_proj.out_features]
+    attn.qkv_proj = _concat_linear([attn.q_proj, attn.k_proj, attn.v_proj])
+    mlp.gate_up_proj = _concat_linear([mlp.gate_proj, mlp.up_proj])
+    del attn.q_proj, attn.k_proj, attn.v_proj, mlp.gate_proj, mlp.up_proj
+
+
 def load_model(folder: Path, precision: Precision):
     """Load through `Qwen3TTSModel.from_pretrained`, then set each component's precision."""
     read_checkpoint_config(folder)
@@ -116,6 +140,11 @@ def load_model(folder: Path, precision: Precision):
         raise EngineLoadError(f"could not load {folder}: {err}") from err
     model = tts.model.eval()
     talker = model.talker
+    if precision.generation != "float32":
+        # float32 stays the library's exact layout (the reference path); the others read
+        # q/k/v and gate/up as one matrix each: 4 products a layer instead of 7
+        for layer in [*talker.model.layers, *talker.code_predictor.model.layers]:
+            fuse_projections(layer)
 
     if precision.generation == "bfloat16":
         talker.to(torch.bfloat16)
