@@ -1,0 +1,210 @@
+"""Cloned voices: a reference recording (+ transcript) -> ClonePrompt, cached on disk.
+
+The prompt is built from the library's own parts, exactly as `create_voice_clone_prompt` of
+`qwen-tts` 0.1.1 does for a 24 kHz waveform:
+
+- speaker embedding: `model.extract_speaker_embedding(wav, 24000)` (the x-vector);
+- reference codes: `model.speech_tokenizer.encode(wav, sr=24000).audio_codes[0]` ([frames, 16]),
+  used only with a transcript (ICL mode); without one the voice is x-vector-only.
+
+Before that the reference is read with soundfile (WAV, FLAC, OGG, ... at any rate), mixed down
+to mono, resampled to 24 kHz (librosa, soxr), cut to `max_seconds` and padded with
+PAD_SECONDS of silence: a reference that ends mid-word makes the model go on talking.
+
+Computing a prompt runs the speaker encoder and the tokenizer's encoder over the clip (seconds
+on a CPU with a real checkpoint), so it is kept in `<data_dir>/voice_cache/<key>.pt`, where the
+key hashes everything the result depends on: the reference file's bytes, the transcript, the
+trimming and padding, and the checkpoint's identity.  Editing either file gives another key;
+an unchanged voice is loaded back in milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+_LOGGER = logging.getLogger(__name__)
+
+SAMPLE_RATE = 24000  # what the speaker encoder and the speech tokenizer take
+PAD_SECONDS = 0.5  # silence appended to the reference
+MIN_REFERENCE_SECONDS = 1.0  # shorter references say too little about the voice
+DEFAULT_MAX_REFERENCE_SECONDS = 10.0
+CACHE_VERSION = 1  # bump when the cached content or its computation changes
+
+
+class ReferenceError(ValueError):
+    """A reference recording that cannot be used (the message says why)."""
+
+
+def read_reference(path: Path) -> tuple[np.ndarray, int]:
+    """The recording as float32 mono at its own rate; ReferenceError if unreadable."""
+    import soundfile
+
+    try:
+        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
+        raise ReferenceError(f"cannot read {path.name}: {err}") from err
+    if audio.size == 0:
+        raise ReferenceError(f"{path.name} holds no audio")
+    mono = audio.mean(axis=1).astype(np.float32)
+    if not np.all(np.isfinite(mono)):
+        raise ReferenceError(f"{path.name} holds invalid samples")
+    return mono, int(rate)
+
+
+def reference_seconds(path: Path) -> float:
+    """Duration of a recording from its header (no decoding); ReferenceError if unreadable."""
+    import soundfile
+
+    try:
+        info = soundfile.info(str(path))
+    except Exception as err:
+        raise ReferenceError(f"cannot read {path.name}: {err}") from err
+    if not info.samplerate or info.frames <= 0:
+        raise ReferenceError(f"{path.name} holds no audio")
+    return info.frames / info.samplerate
+
+
+def prepare_reference(path: Path, max_seconds: float = DEFAULT_MAX_REFERENCE_SECONDS
+                      ) -> np.ndarray:
+    """The reference as the model takes it: 24 kHz mono float32, trimmed, silence appended."""
+    audio, rate = read_reference(path)
+    if len(audio) < MIN_REFERENCE_SECONDS * rate:
+        raise ReferenceError(f"{path.name} is {len(audio) / rate:.2f} s long; at least "
+                             f"{MIN_REFERENCE_SECONDS:g} s of speech is needed")
+    audio = audio[: int(round(max_seconds * rate))]  # trim before resampling: less work
+    if rate != SAMPLE_RATE:
+        import librosa
+
+        audio = librosa.resample(audio, orig_sr=rate, target_sr=SAMPLE_RATE).astype(np.float32)
+    audio = audio[: int(round(max_seconds * SAMPLE_RATE))]
+    pad = np.zeros(int(round(PAD_SECONDS * SAMPLE_RATE)), dtype=np.float32)
+    return np.concatenate([audio, pad])
+
+
+def checkpoint_identity(folder: Path) -> str:
+    """Names the weights a prompt was computed with: config, and size/mtime of every weight
+    file (a Hugging Face snapshot folder also carries the commit in its path)."""
+    digest = hashlib.sha256(str(Path(folder).resolve()).encode())
+    config = Path(folder) / "config.json"
+    if config.is_file():
+        digest.update(config.read_bytes())
+    for weights in sorted(Path(folder).rglob("*.safetensors")):
+        stat = weights.stat()
+        digest.update(f"{weights.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def cache_key(reference: Path, transcript: str | None, max_seconds: float,
+              checkpoint: str) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps({
+        "version": CACHE_VERSION, "max_seconds": float(max_seconds), "pad": PAD_SECONDS,
+        "rate": SAMPLE_RATE, "transcript": transcript or None, "checkpoint": checkpoint,
+    }, sort_keys=True).encode())
+    digest.update(Path(reference).read_bytes())
+    return digest.hexdigest()
+
+
+def compute_clone_prompt(model, wav: np.ndarray, transcript: str | None):
+    """The library's parts, as `create_voice_clone_prompt` uses them, on a 24 kHz clip."""
+    import torch
+
+    from .prompt import ClonePrompt
+
+    with torch.inference_mode():
+        embedding = model.extract_speaker_embedding(audio=wav, sr=SAMPLE_RATE)
+        codes = None
+        if transcript:
+            codes = model.speech_tokenizer.encode(wav, sr=SAMPLE_RATE).audio_codes[0]
+    return ClonePrompt(speaker_embedding=embedding.detach().clone(),
+                       ref_codes=None if codes is None else codes.detach().clone(),
+                       ref_text=transcript or None)
+
+
+@dataclass
+class CloneSource:
+    """What a cloned voice is made of."""
+
+    name: str
+    reference: Path
+    transcript: str | None  # None: x-vector-only
+
+
+class ClonePromptCache:
+    """Clone prompts in memory and on disk (<cache_dir>/<key>.pt), computed at most once."""
+
+    def __init__(self, cache_dir: Path, max_seconds: float = DEFAULT_MAX_REFERENCE_SECONDS
+                 ) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.max_seconds = max_seconds
+        self._memory: dict[str, object] = {}
+        self._identities: dict[str, str] = {}
+
+    def _identity(self, folder: Path) -> str:
+        key = str(folder)
+        if key not in self._identities:
+            self._identities[key] = checkpoint_identity(folder)
+        return self._identities[key]
+
+    def get(self, source: CloneSource, model, checkpoint_folder: Path):
+        """The voice's ClonePrompt: from memory, from disk, or computed (then saved)."""
+        import torch
+
+        from .prompt import ClonePrompt
+
+        key = cache_key(source.reference, source.transcript, self.max_seconds,
+                        self._identity(checkpoint_folder))
+        if key in self._memory:
+            return self._memory[key]
+        path = self.cache_dir / f"{key}.pt"
+        prompt = None
+        if path.is_file():
+            try:
+                data = torch.load(path, map_location="cpu", weights_only=True)
+                prompt = ClonePrompt(data["speaker_embedding"], data.get("ref_codes"),
+                                     data.get("ref_text"))
+                _LOGGER.info("Loaded cached clone prompt for voice %s", source.name)
+            except Exception as err:  # noqa: BLE001 - a damaged cache file is recomputed
+                _LOGGER.warning("Ignoring damaged clone cache %s: %s", path, err)
+                prompt = None
+        if prompt is None:
+            wav = prepare_reference(source.reference, self.max_seconds)
+            prompt = compute_clone_prompt(model, wav, source.transcript)
+            mode = "ICL, with transcript" if prompt.icl else "x-vector only, no transcript"
+            _LOGGER.info("Computed clone prompt for voice %s (%.1f s reference, %s)",
+                         source.name, len(wav) / SAMPLE_RATE - PAD_SECONDS, mode)
+            self._save(path, prompt)
+        self._memory[key] = prompt
+        return prompt
+
+    def _save(self, path: Path, prompt) -> None:
+        import torch
+
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".clone-", suffix=".tmp", dir=self.cache_dir)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    torch.save({"speaker_embedding": prompt.speaker_embedding,
+                                "ref_codes": prompt.ref_codes, "ref_text": prompt.ref_text}, f)
+                os.replace(tmp, path)  # atomic: readers see the old file or the whole new one
+            except BaseException:
+                with_suppressed_unlink(tmp)
+                raise
+        except OSError as err:
+            _LOGGER.warning("Could not cache the clone prompt in %s: %s", self.cache_dir, err)
+
+
+def with_suppressed_unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
