@@ -8,19 +8,40 @@ noticed at once and its queued and running sentences are cancelled; and several 
 streams on one connection are answered in order, each with exactly one audio-start (before its
 first chunk) and one audio-stop, plus synthesize-stopped for a stream.  Every failure ends the
 request with `error` then `audio-stop` (and `synthesize-stopped`), never with silence.
+
+Nothing a client does can hold more than bounded resources (see README, "Limits"):
+
+- events are read by the bounded reader of protocol.py; a malformed or oversized one gets an
+  `error` (code `bad-event`) and closes that connection only;
+- at most `max_connections` connections are served; one more gets an `error`
+  (`too-many-connections`) and is closed;
+- a connection that completes no event for `idle_timeout` seconds while nothing is being
+  answered on it is closed;
+- at most `max_queue` requests are in the server at once (being spoken or waiting, all
+  connections together); one more is answered `error` (`queue-full`), `audio-stop` (and
+  `synthesize-stopped`), and one connection may have at most MAX_PENDING_PER_CONNECTION
+  answers outstanding;
+- writes never wait for a client: the transport buffers up to `max_unread_seconds` of audio;
+  past that a write waits at most WRITE_GRACE_SECONDS for the client to read, then the
+  connection's requests are cancelled and it is closed.  The synthesis worker never waits for
+  a client either (synthesis.Channel).
+
+Voice names from clients are only looked up in the catalog; nothing a client sends becomes a
+path.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
+import socket
 import time
 from dataclasses import dataclass
 
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
-from wyoming.event import Event
+from wyoming.event import Event, async_write_event
 from wyoming.info import Describe
 from wyoming.ping import Ping, Pong
 from wyoming.server import AsyncEventHandler
@@ -34,6 +55,7 @@ from wyoming.tts import (
 
 from .catalog import Catalog
 from .languages import AUTO, to_model_language
+from .protocol import EventReader, ProtocolError
 from .segmentation import Segmenter, split_text
 from .synthesis import Channel, Job, SegmentResult, Synthesizer, Ticket
 
@@ -41,11 +63,12 @@ _LOGGER = logging.getLogger(__name__)
 
 RATE, WIDTH, CHANNELS = 24000, 2, 1
 
-# The library reads whatever lengths a client announces; we bound them.  No TTS request
-# carries a payload and its JSON is text of at most --max-text-chars.  (The header line is
-# bounded by the stream reader's 64 KiB limit.)
-MAX_DATA_BYTES = 1024 * 1024
-MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+BYTES_PER_SECOND = RATE * WIDTH * CHANNELS
+WRITE_GRACE_SECONDS = 5.0  # a write past the unread-audio bound waits this long for the client
+MAX_PENDING_PER_CONNECTION = 32  # answers (requests, stream stops) outstanding on a connection
+SEND_BUFFER_BYTES = 128 * 1024  # kernel send buffer per TCP connection (Linux doubles it)
+LINGER_SECONDS = 1.0  # after a closing error: how long incoming bytes are read and dropped
+LINGER_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -54,6 +77,10 @@ class Settings:
     streaming: bool = True
     max_text_chars: int = 2000
     language: str | None = None  # --language as a model name; None: detect per sentence
+    max_connections: int = 16
+    idle_timeout: float = 300.0  # seconds; 0: never
+    max_queue: int = 8  # requests in the server at once (spoken or waiting)
+    max_unread_seconds: float = 30.0  # audio a client may leave unread before it is dropped
 
 
 @dataclass
@@ -63,47 +90,13 @@ class Service:
     settings: Settings
     catalog: Catalog
     synthesizer: Synthesizer
+    connections: int = 0  # connections being served
+    requests: int = 0  # requests accepted and not finished, all connections together
+    stopping: bool = False  # shutting down: refuse new connections
 
 
-class ProtocolError(Exception):
-    """The client sent something that is not a Wyoming event within our bounds."""
-
-
-async def read_event(reader: asyncio.StreamReader) -> Event | None:
-    """Like wyoming.event.async_read_event, but refuses oversized or malformed events."""
-    try:
-        line = await reader.readline()
-    except ValueError as err:  # longer than the reader's limit
-        raise ProtocolError("event header line too long") from err
-    if not line:
-        return None
-    try:
-        header = json.loads(line)
-    except ValueError as err:
-        raise ProtocolError("event header is not JSON") from err
-    if not isinstance(header, dict) or not isinstance(header.get("type"), str):
-        raise ProtocolError("event header has no type")
-    data = header.get("data") or {}
-    if not isinstance(data, dict):
-        raise ProtocolError("event data is not an object")
-    data_length = header.get("data_length") or 0
-    payload_length = header.get("payload_length") or 0
-    if not isinstance(data_length, int) or not 0 <= data_length <= MAX_DATA_BYTES:
-        raise ProtocolError(f"data_length must be 0..{MAX_DATA_BYTES}")
-    if not isinstance(payload_length, int) or not 0 <= payload_length <= MAX_PAYLOAD_BYTES:
-        raise ProtocolError(f"payload_length must be 0..{MAX_PAYLOAD_BYTES}")
-    try:
-        if data_length:
-            extra = json.loads(await reader.readexactly(data_length))
-            if not isinstance(extra, dict):
-                raise ProtocolError("event data is not an object")
-            data.update(extra)
-        payload = await reader.readexactly(payload_length) if payload_length else None
-    except asyncio.IncompleteReadError:
-        return None
-    except ValueError as err:
-        raise ProtocolError("event data is not JSON") from err
-    return Event(type=header["type"], data=data, payload=payload)
+class SlowClient(ConnectionError):
+    """The client left more audio unread than allowed."""
 
 
 @dataclass
@@ -127,6 +120,7 @@ class Request:
         self.first_submitted: float | None = None
         self.closed = False  # nothing more will be queued
         self.finished = False  # the sender has written audio-stop
+        self.counted = False  # holds a place in Service.requests
 
     def fail(self, code: str, text: str) -> None:
         if not self.closed:
@@ -146,6 +140,11 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
     def __init__(self, service: Service, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.service = service
+        self._events = EventReader(self.reader)
+        self._unread_limit = max(WIDTH, int(service.settings.max_unread_seconds
+                                            * BYTES_PER_SECOND))
+        self._last_activity = time.monotonic()  # last complete event in or event out
+        self._eof_written = False
         self._outbox: asyncio.Queue = asyncio.Queue()  # Requests and _STOPPED, in order
         self._open: set[Request] = set()
         self._stream: Request | None = None
@@ -155,30 +154,148 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
 
     # -- reading ---------------------------------------------------------------------------
     async def run(self) -> None:
-        """Receive events until the client leaves (bounded reads, see read_event)."""
+        """Receive events until the client leaves (bounded reads: protocol.EventReader)."""
+        service, settings = self.service, self.service.settings
+        if service.stopping or service.connections >= settings.max_connections:
+            await self._refuse()
+            return
+        service.connections += 1
         self._is_running = True
+        self._configure_transport()
+        watchdog = (asyncio.create_task(self._watch_idle(), name="wyoming idle watchdog")
+                    if settings.idle_timeout > 0 else None)
         try:
             while self._is_running:
                 try:
-                    event = await read_event(self.reader)
+                    event = await self._events.read_event()
                 except ProtocolError as err:
                     _LOGGER.warning("Closing a connection: %s", err)
+                    self._stop_answering()
                     await self.write_event(Error(text=str(err), code="bad-event").event())
+                    await self._close_gently()
                     break
-                if event is None or not await self.handle_event(event):
+                if event is None:
                     break
+                self._last_activity = time.monotonic()
+                if not await self.handle_event(event):
+                    break
+        except SlowClient as err:
+            self._drop(err)
         except (ConnectionError, OSError) as err:
             _LOGGER.debug("Connection lost: %s", err)
         finally:
+            service.connections -= 1
+            if watchdog is not None:
+                watchdog.cancel()
             await self.disconnect()
             self.writer.close()
 
-    async def disconnect(self) -> None:
+    def _configure_transport(self) -> None:
+        """Writes do not wait until `max_unread_seconds` of audio are buffered; the kernel's
+        own send buffer is kept moderate so that bound means something."""
+        transport = self.writer.transport
+        with contextlib.suppress(AttributeError, NotImplementedError):
+            transport.set_write_buffer_limits(high=self._unread_limit)
+        sock = self.writer.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+
+    async def _refuse(self) -> None:
+        """Too many connections (or shutting down): say so and close."""
+        stopping = self.service.stopping
+        if not stopping:
+            _LOGGER.warning("Refusing a connection: %d connections already (--max-connections)",
+                            self.service.connections)
+        error = (Error(text="the server is shutting down", code="shutting-down") if stopping
+                 else Error(text=f"too many connections (limit: "
+                                 f"{self.service.settings.max_connections}); try again later",
+                            code="too-many-connections"))
+        try:
+            await self.write_event(error.event())
+            await self._close_gently()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.writer.close()
+
+    async def _close_gently(self) -> None:
+        """Half-close, then read and drop what the client still sends for a moment: closing a
+        socket with unread input resets it, and the client could miss our last event."""
+        self._eof_written = True
+        with contextlib.suppress(Exception):
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + LINGER_SECONDS
+            dropped = 0
+            while dropped < LINGER_BYTES and (left := deadline - loop.time()) > 0:
+                chunk = await asyncio.wait_for(self.reader.read(64 * 1024), left)
+                if not chunk:
+                    break
+                dropped += len(chunk)
+
+    async def _watch_idle(self) -> None:
+        """Close the connection after `idle_timeout` seconds without a complete event, unless
+        requests of it are still being answered."""
+        timeout = self.service.settings.idle_timeout
+        while self._is_running:
+            now = time.monotonic()
+            if any(request.closed for request in self._open):
+                self._last_activity = now  # audio is owed (an open stream waits for the client)
+            idle = now - self._last_activity
+            if idle >= timeout:
+                _LOGGER.info("Closing a connection idle for %.0f s (--idle-timeout)", idle)
+                await self.stop()
+                return
+            await asyncio.sleep(max(0.05, min(timeout - idle, 1.0)))
+
+    def _cancel_all(self) -> None:
         for request in self._open:
             request.ticket.cancel.set()
+
+    def _stop_answering(self) -> None:
+        """Before a closing error: nothing more is generated or sent on this connection."""
+        self._cancel_all()
+        if self._sender is not None:
+            self._sender.cancel()
+
+    def _drop(self, err: BaseException) -> None:
+        """The client does not read: cancel its requests and close at once, dropping the
+        buffered audio."""
+        _LOGGER.warning("Dropping a client: %s", err)
+        self._cancel_all()
+        self._is_running = False
+        self.writer.transport.abort()
+
+    def _release(self, request: Request) -> None:
+        if request.counted:
+            request.counted = False
+            self.service.requests -= 1
+
+    async def write_event(self, event: Event) -> None:
+        """Write without waiting for the client, up to `max_unread_seconds` of audio buffered;
+        past that, wait at most WRITE_GRACE_SECONDS for it to read (else SlowClient)."""
+        if self.writer.is_closing() or self._eof_written:
+            raise ConnectionResetError("connection closed")
+        self._last_activity = time.monotonic()
+        try:
+            await asyncio.wait_for(async_write_event(event, self.writer), WRITE_GRACE_SECONDS)
+        except asyncio.TimeoutError:
+            raise SlowClient(f"more than {self.service.settings.max_unread_seconds:g} s of "
+                             f"audio left unread for {WRITE_GRACE_SECONDS:g} s") from None
+
+    async def disconnect(self) -> None:
+        self._cancel_all()
         cancelled = [r for r in self._open if not r.finished]
         if cancelled:
             _LOGGER.info("Client disconnected: cancelled %d unfinished request(s)", len(cancelled))
+        for request in list(self._open):
+            self._release(request)
+        while not self._outbox.empty():  # requests the sender never reached
+            item = self._outbox.get_nowait()
+            if isinstance(item, Request):
+                self._release(item)
         if self._sender is not None:
             self._sender.cancel()
 
@@ -188,6 +305,17 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
             await self.write_event(self.service.catalog.info().event())
         elif Ping.is_type(kind):
             await self.write_event(Pong(text=event.data.get("text")).event())
+        elif ((Synthesize.is_type(kind) and self._stream is None)
+              or SynthesizeStart.is_type(kind) or SynthesizeStop.is_type(kind)) \
+                and self._outbox.qsize() >= MAX_PENDING_PER_CONNECTION:
+            _LOGGER.warning("Closing a connection with %d answers outstanding",
+                            self._outbox.qsize())
+            self._stop_answering()
+            await self.write_event(Error(text=f"more than {MAX_PENDING_PER_CONNECTION} requests "
+                                              "outstanding on one connection",
+                                         code="too-many-requests").event())
+            await self._close_gently()
+            return False
         elif Synthesize.is_type(kind):
             if self._stream is not None:
                 _LOGGER.debug("Ignoring the compatibility synthesize inside a stream")
@@ -231,7 +359,15 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
                 failure = failure or Failure(
                     "unsupported-language", f"language {language_field!r} is not one of "
                     f"{', '.join(catalog.languages) or 'the model languages'}")
+        if failure is None and self.service.requests >= settings.max_queue:
+            _LOGGER.warning("Queue full: %d requests in the server (--max-queue)",
+                            self.service.requests)
+            failure = Failure("queue-full", f"the server is busy: {self.service.requests} "
+                              "requests are being spoken or waiting; try again later")
         request = Request(streaming, speaker, language)
+        if failure is None:
+            request.counted = True
+            self.service.requests += 1
         self._open.add(request)
         self._outbox.put_nowait(request)
         if self._sender is None:
@@ -241,7 +377,7 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
         return request
 
     def _submit(self, request: Request, text: str) -> None:
-        channel = Channel(asyncio.get_running_loop())
+        channel = Channel(asyncio.get_running_loop(), capacity=self._unread_limit)
         job = Job(text, request.speaker, request.language, request.ticket, channel)
         if request.first_submitted is None:
             request.first_submitted = time.monotonic()
@@ -330,6 +466,10 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
                 finally:
                     item.finished = True
                     self._open.discard(item)
+                    self._release(item)
+                    self._last_activity = time.monotonic()
+        except SlowClient as err:
+            self._drop(err)
         except (ConnectionError, OSError) as err:
             _LOGGER.debug("Could not send audio, client gone: %s", err)
             await self.stop()

@@ -3,9 +3,10 @@
 The engine is not thread-safe and its `stream` blocks, so exactly one thread ever touches it.
 It first loads the model (the event loop meanwhile answers `describe`), then takes jobs, one
 sentence each, from a FIFO queue shared by all connections.  Each job's audio travels back to
-the event loop through its own `Channel`: chunks are posted with `call_soon_threadsafe`, and a
-semaphore bounds how many may wait unread, so a client that stops reading stalls only its own
-job (and after STALL_SECONDS it is cancelled so the others go on).  Setting a request's
+the event loop through its own `Channel`: chunks are posted with `call_soon_threadsafe` and the
+worker never waits for a client.  A channel holds at most `capacity` bytes the event loop has
+not taken yet; past that (the connection's sender is stuck behind a client that does not read)
+the job is cancelled, so a slow reader never stalls generation for the others.  Setting a request's
 `cancel` event (client gone, error) makes the engine stop within one frame; queued jobs of a
 cancelled request are skipped without touching the engine.
 """
@@ -26,8 +27,7 @@ from .languages import AUTO, LanguageDetector
 
 _LOGGER = logging.getLogger(__name__)
 
-CHANNEL_CAPACITY = 64  # chunks waiting for the event loop, per job
-STALL_SECONDS = 30.0  # a job whose client reads nothing for this long is cancelled
+CHANNEL_CAPACITY = 30 * 24000 * 2  # bytes waiting for the event loop, per job: 30 s of audio
 
 
 @dataclass
@@ -64,15 +64,18 @@ class Channel:
     def __init__(self, loop: asyncio.AbstractEventLoop, capacity: int = CHANNEL_CAPACITY) -> None:
         self._loop = loop
         self._items: asyncio.Queue = asyncio.Queue()
-        self._slots = threading.Semaphore(capacity)
+        self._capacity = capacity
+        self._pending = 0  # bytes posted, not yet taken by the event loop
+        self._lock = threading.Lock()
 
     # -- worker thread ---------------------------------------------------------------------
-    def put(self, pcm: bytes, cancel: threading.Event, stall_seconds: float) -> bool:
-        """Post a chunk; False if `cancel` was set or nobody read for `stall_seconds`."""
-        deadline = time.monotonic() + stall_seconds
-        while not self._slots.acquire(timeout=0.05):
-            if cancel.is_set() or time.monotonic() > deadline:
+    def put(self, pcm: bytes) -> bool:
+        """Post a chunk without waiting; False if more than `capacity` bytes would be waiting
+        (the client is not reading) or the event loop is gone."""
+        with self._lock:
+            if self._pending and self._pending + len(pcm) > self._capacity:
                 return False
+            self._pending += len(pcm)
         return self._post(pcm)
 
     def finish(self, result: SegmentResult) -> None:
@@ -89,7 +92,8 @@ class Channel:
     async def get(self) -> bytes | SegmentResult:
         item = await self._items.get()
         if isinstance(item, bytes):
-            self._slots.release()
+            with self._lock:
+                self._pending -= len(item)
         return item
 
 
@@ -114,9 +118,8 @@ class Loaded:
 class Synthesizer:
     """Owns the worker thread; `submit` is called from the event loop."""
 
-    def __init__(self, load: Callable[[], Loaded], stall_seconds: float = STALL_SECONDS) -> None:
+    def __init__(self, load: Callable[[], Loaded]) -> None:
         self._load = load
-        self._stall_seconds = stall_seconds
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="synthesis", daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -220,10 +223,10 @@ class Synthesizer:
                     result.first_audio_seconds = time.monotonic() - started
                 ticket.digest.update(pcm)
                 result.samples += len(pcm) // 2
-                if not job.channel.put(pcm, ticket.cancel, self._stall_seconds):
+                if not job.channel.put(pcm):
                     if not ticket.cancel.is_set():
-                        _LOGGER.warning("Client read no audio for %.0f s: cancelling its request",
-                                        self._stall_seconds)
+                        _LOGGER.warning("Client is not reading its audio: cancelling its "
+                                        "request")
                         ticket.stalled = True
                         ticket.cancel.set()
                     break
