@@ -13,7 +13,7 @@ from wyoming_qwen3_tts.__main__ import DEFAULT_MODEL, build_parser, parse_args
 OPTIONS = ["--uri", "--model", "--data-dir", "--local-files-only", "--voices-dir", "--voice",
            "--language", "--dtype", "--threads", "--interop-threads", "--samples-per-chunk",
            "--no-streaming", "--zeroconf", "--max-text-chars", "--no-warmup", "--debug",
-           "--log-format"]
+           "--log-format", "--max-reference-seconds", "--max-loaded-models"]
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +29,8 @@ def test_defaults():
     assert args.language == "auto" and args.dtype == "auto"
     assert (args.threads, args.interop_threads, args.samples_per_chunk) == (0, 0, 1024)
     assert args.max_text_chars == 2000
+    assert args.max_reference_seconds == 10 and args.max_loaded_models == 0
+    assert args.voices_dir == args.data_dir / "voices"
     assert args.zeroconf is None
     assert not (args.no_streaming or args.no_warmup or args.debug or args.local_files_only)
 
@@ -43,6 +45,7 @@ def test_every_option_has_an_environment_variable(monkeypatch):
         "QWEN3_TTS_NO_STREAMING": "1", "QWEN3_TTS_ZEROCONF": "kitchen",
         "QWEN3_TTS_MAX_TEXT_CHARS": "99", "QWEN3_TTS_NO_WARMUP": "yes",
         "QWEN3_TTS_DEBUG": "on", "QWEN3_TTS_LOG_FORMAT": "%(message)s",
+        "QWEN3_TTS_MAX_REFERENCE_SECONDS": "7.5", "QWEN3_TTS_MAX_LOADED_MODELS": "2",
     }
     assert sorted(env) == sorted("QWEN3_TTS_" + o[2:].replace("-", "_").upper() for o in OPTIONS)
     for name, value in env.items():
@@ -50,11 +53,12 @@ def test_every_option_has_an_environment_variable(monkeypatch):
     args = parse_args([])
     assert args.uri == "tcp://127.0.0.1:1234" and args.model == ["a/b", "/models/c"]
     assert str(args.data_dir) == "/tmp/x" and args.local_files_only
-    assert args.voices_dir == "/voices" and args.voice == "Vivian"
+    assert str(args.voices_dir) == "/voices" and args.voice == "Vivian"
     assert args.language == "german" and args.dtype == "int8"
     assert (args.threads, args.interop_threads, args.samples_per_chunk) == (3, 1, 2048)
     assert args.no_streaming and args.zeroconf == "kitchen" and args.max_text_chars == 99
     assert args.no_warmup and args.debug and args.log_format == "%(message)s"
+    assert args.max_reference_seconds == 7.5 and args.max_loaded_models == 2
     # the command line wins over the environment
     args = parse_args(["--model", "x/y", "--threads", "2", "--zeroconf"])
     assert args.model == ["x/y"] and args.threads == 2 and args.zeroconf == "qwen3-tts"
@@ -76,6 +80,9 @@ def test_zeroconf_from_environment(monkeypatch, value, expected):
     (["--samples-per-chunk", "0"], {}),
     (["--max-text-chars", "0"], {}),
     (["--threads", "-1"], {}),
+    (["--max-reference-seconds", "0.5"], {}),
+    (["--max-reference-seconds", "120"], {}),
+    (["--max-loaded-models", "-1"], {}),
     (["--uri", "unix:///tmp/s", "--zeroconf"], {}),
 ])
 def test_bad_options_are_refused(monkeypatch, argv, env):

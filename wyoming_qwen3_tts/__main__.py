@@ -15,13 +15,15 @@ import logging
 import os
 import signal
 import sys
+import threading
 from functools import partial
 from pathlib import Path
 
 from wyoming.server import AsyncServer, AsyncTcpServer
 
 from . import __version__
-from .catalog import Catalog, default_speaker, peek_checkpoint
+from .catalog import Catalog, peek_checkpoint, scan_voices_dir
+from .cloning import DEFAULT_MAX_REFERENCE_SECONDS, MIN_REFERENCE_SECONDS
 from .handler import Qwen3TtsEventHandler, Service, Settings
 from .languages import AUTO, LANGUAGES, LanguageDetector, to_model_language
 from .synthesis import Loaded, Synthesizer
@@ -90,15 +92,23 @@ def build_parser() -> _Parser:
     parser.option("--uri", default="tcp://0.0.0.0:10200",
                   help="where to listen: tcp://HOST:PORT, unix://PATH or stdio://")
     parser.option("--model", action="append", metavar="REPO_OR_FOLDER",
-                  help=f"Hugging Face repo id or local checkpoint folder; repeatable, the first "
-                       f"is served (default: {DEFAULT_MODEL})")
+                  help=f"Hugging Face repo id or local checkpoint folder; repeatable: the "
+                       f"first is loaded at start and serves the default voice, the others "
+                       f"when one of their voices is first asked for (default: {DEFAULT_MODEL})")
     parser.option("--data-dir", default=_default_data_dir(),
                   help="where downloaded models are kept")
     parser.option("--local-files-only", action="store_true",
                   help="never download: use only what is already in --data-dir")
-    parser.option("--voices-dir", help="folder of extra (cloned) voices; accepted, not used yet")
-    parser.option("--voice", help="voice used when a request names none (default: Ryan if "
-                                  "the model has it, else its first speaker)")
+    parser.option("--voices-dir", help="folder of designed and cloned voices, one folder per "
+                                       "voice (default: DATA_DIR/voices)")
+    parser.option("--voice", help="voice used when a request names none: a built-in speaker or "
+                                  "a voice folder's name (default: Ryan if the first model has "
+                                  "him, else its first voice)")
+    parser.option("--max-reference-seconds", type=float, default=DEFAULT_MAX_REFERENCE_SECONDS,
+                  help="cloned voices: use at most this much of the reference recording")
+    parser.option("--max-loaded-models", type=int, default=0,
+                  help="models kept loaded at once (least recently used ones are unloaded); "
+                       "0 = as many as fit in the available memory")
     parser.option("--language", default=AUTO,
                   help="language to speak: auto (detect per sentence) or one of "
                        + ", ".join(LANGUAGES) + " (or its code, e.g. de)")
@@ -118,6 +128,18 @@ def build_parser() -> _Parser:
                        f"under NAME (default name: {DEFAULT_ZEROCONF_NAME})")
     parser.option("--max-text-chars", type=int, default=2000,
                   help="longest text accepted per request (or per stream)")
+    parser.option("--max-connections", type=int, default=16,
+                  help="client connections served at once; one more gets an error and is "
+                       "closed")
+    parser.option("--idle-timeout", type=float, default=300.0,
+                  help="seconds after which a connection that sends nothing (and is not "
+                       "being answered) is closed; 0 = never")
+    parser.option("--max-queue", type=int, default=8,
+                  help="requests in the server at once, all clients together (being spoken "
+                       "or waiting); one more is answered with a queue-full error")
+    parser.option("--max-unread-audio", type=float, default=30.0,
+                  help="seconds of audio a client may leave unread; past that its request is "
+                       "cancelled and it is disconnected")
     parser.option("--no-warmup", action="store_true",
                   help="skip the short warm-up synthesis after loading")
     parser.option("--debug", action="store_true", help="log DEBUG messages")
@@ -132,6 +154,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.model = args.model or parser.env_lists.get("model") or [DEFAULT_MODEL]
     args.data_dir = Path(args.data_dir).expanduser()
+    args.voices_dir = (Path(args.voices_dir).expanduser() if args.voices_dir
+                       else args.data_dir / "voices")
     language = to_model_language(args.language)
     if language is None:
         parser.error(f"--language {args.language!r}: expected auto or one of "
@@ -146,6 +170,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--samples-per-chunk must be at least 1")
     if args.max_text_chars < 1:
         parser.error("--max-text-chars must be at least 1")
+    for name in ("max_connections", "max_queue"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not args.idle_timeout >= 0:
+        parser.error("--idle-timeout must be 0 or more")
+    if not args.max_unread_audio > 0:
+        parser.error("--max-unread-audio must be more than 0")
+    if not MIN_REFERENCE_SECONDS <= args.max_reference_seconds <= 60:
+        parser.error(f"--max-reference-seconds must be {MIN_REFERENCE_SECONDS:g} to 60")
+    if args.max_loaded_models < 0:
+        parser.error("--max-loaded-models must be 0 or more")
     if args.zeroconf and not args.uri.startswith("tcp://"):
         parser.error("--zeroconf needs a tcp:// --uri")
     return args
@@ -165,30 +200,46 @@ async def _stdio_streams() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     return reader, asyncio.StreamWriter(transport, protocol, None, loop)
 
 
-def load_engine(args: argparse.Namespace) -> Loaded:
-    """Runs in the synthesis thread: load, check the options against the model, warm up."""
+def load_engine(args: argparse.Namespace, catalog: Catalog) -> Loaded:
+    """Runs in the synthesis thread: load the first model, check the options against the
+    catalog, warm up.  The other models are loaded when one of their voices is asked for."""
+    from .cloning import ClonePromptCache
     from .engine import Engine
+    from .loader import resolve_checkpoint
+    from .pool import ModelPool, VoiceRouter, engine_loaded
 
-    model = args.model[0]
-    if len(args.model) > 1:
-        _LOGGER.warning("Serving only the first --model (%s) for now", model)
-    engine = Engine.load(model, data_dir=args.data_dir, local_files_only=args.local_files_only,
-                         dtype=args.dtype, threads=args.threads,
-                         interop_threads=args.interop_threads)
-    speaker = None
-    if engine.model_type == "custom_voice":
-        speaker = default_speaker(engine.speakers, args.voice)
-        if speaker is None:
-            raise ValueError(f"--voice {args.voice!r} is not a speaker of {model}: "
-                             f"{', '.join(engine.speakers)}")
-    elif args.voice:
-        _LOGGER.warning("--voice %s ignored: %s has no built-in speakers", args.voice, model)
+    def load(model: str, folder: Path) -> Engine:
+        engine = Engine.load(str(folder), data_dir=args.data_dir,
+                             local_files_only=args.local_files_only, dtype=args.dtype,
+                             threads=args.threads, interop_threads=args.interop_threads)
+        engine.model_name = model
+        return engine
+
+    router: VoiceRouter | None = None
+
+    def on_load(model: str, engine) -> None:
+        engine_loaded(catalog, model, engine)
+        if router is not None:
+            router.prepare(model, engine)
+
+    pool = ModelPool(lambda model: resolve_checkpoint(model, args.data_dir,
+                                                      args.local_files_only),
+                     load, args.max_loaded_models, on_load=on_load)
+    router = VoiceRouter(catalog, pool, ClonePromptCache(args.data_dir / "voice_cache",
+                                                         args.max_reference_seconds))
+    model = catalog.first_model
+    engine = pool.get(model)
+    default = catalog.default_voice(args.voice)
+    if args.voice and default is None:
+        raise ValueError(f"--voice {args.voice!r} is not a voice of this server: "
+                         f"{', '.join(catalog.speakers) or 'none'}")
+    router.default_voice = default.name if default is not None else None
     if args.language != AUTO and args.language not in engine.languages:
         raise ValueError(f"--language {args.language} is not spoken by {model}")
     detector = LanguageDetector(engine.languages) if args.language == AUTO else None
     if not args.no_warmup:
         engine.warmup()
-    return Loaded(engine=engine, default_speaker=speaker, detector=detector)
+    return Loaded(engine=router, default_speaker=router.default_voice, detector=detector)
 
 
 async def main(argv: list[str] | None = None) -> int:
@@ -198,22 +249,37 @@ async def main(argv: list[str] | None = None) -> int:
     _LOGGER.debug(args)
     model = args.model[0]
 
-    catalog = Catalog(model_name=model, streaming=not args.no_streaming)
-    peeked = peek_checkpoint(model, args.data_dir)
-    if peeked is not None:
-        catalog.update(peeked.model_type, peeked.speakers, peeked.languages, loaded=False)
-        _LOGGER.debug("Voices before loading (from %s): %s", peeked.source, peeked.speakers)
-    synthesizer = Synthesizer(partial(load_engine, args))
+    catalog = Catalog(list(dict.fromkeys(args.model)), streaming=not args.no_streaming,
+                      folders=scan_voices_dir(args.voices_dir))
+    for each in catalog.checkpoints:
+        peeked = peek_checkpoint(each, args.data_dir)
+        if peeked is not None:
+            catalog.set_checkpoint(each, peeked)
+            _LOGGER.debug("%s before loading (from %s): %s, speakers %s", each, peeked.source,
+                          peeked.model_type, peeked.speakers)
+    _LOGGER.info("Voices: %s", ", ".join(f"{v.name} ({v.kind}, {v.model})"
+                                        for v in catalog.voices) or "none yet")
+    synthesizer = Synthesizer(partial(load_engine, args, catalog))
     settings = Settings(samples_per_chunk=args.samples_per_chunk,
                         streaming=not args.no_streaming, max_text_chars=args.max_text_chars,
-                        language=None if args.language == AUTO else args.language)
+                        language=None if args.language == AUTO else args.language,
+                        max_connections=args.max_connections, idle_timeout=args.idle_timeout,
+                        max_queue=args.max_queue, max_unread_seconds=args.max_unread_audio)
     service = Service(settings=settings, catalog=catalog, synthesizer=synthesizer)
 
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if stopping.is_set():
+            _LOGGER.warning("%s again: exiting at once", signal.Signals(signum).name)
+            os._exit(1)
+        _LOGGER.info("%s received", signal.Signals(signum).name)
+        stopping.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stopping.set)
+            loop.add_signal_handler(signum, on_signal, signum)
 
     # Listen first, load second: describe must be answered while the model loads.
     factory = partial(Qwen3TtsEventHandler, service)
@@ -251,16 +317,21 @@ async def main(argv: list[str] | None = None) -> int:
             exit_code = 1
             stopping.set()
         else:
-            engine = synthesizer.ready.result().engine
-            catalog.update(engine.model_type, engine.speakers, engine.languages, loaded=True)
-            _LOGGER.info("Ready: %s (%s), %d voice(s), languages %s", model, engine.model_type,
-                         len(engine.speakers), ", ".join(engine.languages))
+            loaded = synthesizer.ready.result()
+            summary = catalog.checkpoints[model].summary
+            _LOGGER.info("Ready: %s (%s), %d voice(s) in all, default %s, languages %s", model,
+                         summary.model_type if summary else "?", len(catalog.voices),
+                         loaded.default_speaker, ", ".join(catalog.languages))
     await waiter
 
+    # Stop accepting (late connections are refused), withdraw the announcement, close every
+    # connection (which cancels its requests: the worker stops within a frame), then let the
+    # worker finish; all of it bounded, a few seconds at most.
     _LOGGER.info("Stopping")
+    service.stopping = True
     if announcement is not None:
         with contextlib.suppress(Exception):
-            await announcement.stop()
+            await asyncio.wait_for(announcement.stop(), 3.0)
     if server is not None:
         await server.stop()
     if stdio_task is not None:
@@ -272,7 +343,16 @@ async def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    sys.exit(asyncio.run(main()))
+    code = asyncio.run(main())
+    if any(thread.name == "synthesis" and thread.is_alive() for thread in threading.enumerate()):
+        # Stopped while the model was still loading: do not wait for it, nor let interpreter
+        # shutdown run into a thread deep inside torch.
+        _LOGGER.info("Exiting without waiting for the model to finish loading")
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

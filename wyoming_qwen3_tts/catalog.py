@@ -1,18 +1,42 @@
-"""What the server offers: its voices (one per built-in speaker), their languages, the `info`.
+"""Every voice the server offers, and the `info` built from them.
+
+A voice has a kind, a checkpoint that serves it, a description and its languages:
+
+- **builtin**: a speaker of a CustomVoice checkpoint, named like the checkpoint's
+  `talker_config.spk_id` (not a hard-coded list);
+- **designed**: a folder `<voices-dir>/<name>/` with `instruct.txt` (the voice described in
+  words), served by a VoiceDesign checkpoint;
+- **builtin with a style**: a folder with `speaker.txt` (a built-in speaker's name) and
+  `instruct.txt` (how to speak), served by a CustomVoice checkpoint (only the 1.7B ones follow
+  the instruction; the 0.6B ones speak the plain speaker);
+- **cloned**: a folder with `reference.wav` (or .flac/.ogg/.mp3; any rate, mono or stereo) and
+  optionally `reference.txt` (its transcript: ICL mode; without it x-vector-only mode),
+  served by a Base checkpoint.
+
+Any folder may add `model.txt` naming which configured `--model` serves it; otherwise the
+first configured checkpoint of the right kind does.  Folder names are voice names: letters,
+digits, `_` and `-`.  What can be checked without a model (readable files, a non-empty
+instruction, a reference of at least a second, a checkpoint of the right kind) is checked
+when the folder is scanned; a folder that fails is logged and left out, the others stay.
+
+Clients' voice names are only ever looked up here (case-insensitive, spaces as underscores):
+they never become paths.
 
 Home Assistant reads the voice list once, when the integration is set up, possibly while the
-model is still loading.  So the list is known before the model is: `peek_checkpoint` reads
-only the checkpoint's config.json, from a local folder or from an earlier download in the
-data directory (it never downloads).  When even that is not possible (first start, download
-still running) and the model is one of Qwen's CustomVoice releases, their nine published
-speakers are served; the loaded engine's list replaces whatever was served before.
+models are still loading.  So the list is known before the models are: `peek_checkpoint`
+reads only a checkpoint's config.json, from a local folder or an earlier download in the data
+directory (it never downloads).  For Qwen's published repos not downloaded yet, the kind comes
+from the repo name and the CustomVoice speakers from the model card; a loaded checkpoint's own
+lists replace whatever was peeked.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+import re
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from wyoming.info import Attribution, Info, TtsProgram, TtsVoice
@@ -24,6 +48,11 @@ _LOGGER = logging.getLogger(__name__)
 
 ATTRIBUTION = Attribution(name="Qwen", url="https://github.com/QwenLM/Qwen3-TTS")
 PROGRAM_NAME = "qwen3-tts"
+
+BUILTIN, DESIGNED, CLONED = "builtin", "designed", "cloned"
+# the checkpoint kind (config.json tts_model_type) each voice kind needs
+MODEL_TYPE_OF = {BUILTIN: "custom_voice", DESIGNED: "voice_design", CLONED: "base"}
+KIND_NAMES = {"custom_voice": "CustomVoice", "voice_design": "VoiceDesign", "base": "Base"}
 
 # Qwen's descriptions of the CustomVoice speakers (model card), keyed like the checkpoint's
 # talker_config.spk_id: display name, native language, timbre.
@@ -38,19 +67,33 @@ _KNOWN_SPEAKERS = {
     "ono_anna": ("Ono Anna", "Japanese", "playful Japanese female voice"),
     "sohee": ("Sohee", "Korean", "warm Korean female voice"),
 }
-_QWEN_CUSTOM_VOICE_REPOS = (
-    "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice",
-    "Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice",
-)
+# Qwen's published 12 Hz checkpoints: kind and size, known from the name before any download
+_QWEN_REPOS = {
+    "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice": ("custom_voice", "0b6"),
+    "Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice": ("custom_voice", "1b7"),
+    "Qwen/Qwen3-TTS-12Hz-1.7B-VoiceDesign": ("voice_design", "1b7"),
+    "Qwen/Qwen3-TTS-12Hz-0.6B-Base": ("base", "0b6"),
+    "Qwen/Qwen3-TTS-12Hz-1.7B-Base": ("base", "1b7"),
+}
 # When no voice is asked for and --voice is not set: the first of these the model has.
 _DEFAULT_PREFERENCE = ("ryan", "aiden", "vivian")
+
+VOICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+REFERENCE_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+MAX_INSTRUCT_CHARS = 2000
+MAX_TRANSCRIPT_CHARS = 2000
+
+
+def normalize(name: str) -> str:
+    """How voice names are compared: any case, spaces for underscores."""
+    return name.strip().lower().replace(" ", "_")
 
 
 def find_speaker(speakers: list[str], name: str | None) -> str | None:
     """The checkpoint's spelling of speaker `name` (any case, spaces for underscores)."""
     if not name:
         return None
-    wanted = name.strip().lower().replace(" ", "_")
+    wanted = normalize(name)
     for speaker in speakers:
         if speaker.lower() == wanted:
             return speaker
@@ -77,60 +120,358 @@ def describe_speaker(speaker: str) -> str:
     return f"{name} ({native}; {timbre})"
 
 
+def _short(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 @dataclass
 class CheckpointSummary:
     model_type: str
     speakers: list[str]
     languages: list[str]
     source: str = ""
+    size: str = ""  # config.json tts_model_size: "0b6", "1b7"; "" unknown
 
 
 @dataclass
-class Catalog:
-    """The voices and languages currently offered; replaced once the engine has loaded."""
+class Voice:
+    """One voice of the catalog."""
 
-    model_name: str
-    streaming: bool
-    model_type: str = "custom_voice"
-    speakers: list[str] = field(default_factory=list)
-    languages: list[str] = field(default_factory=list)
+    name: str  # as offered in `info` (a speaker's or a folder's spelling)
+    kind: str  # BUILTIN, DESIGNED or CLONED
+    model: str  # the --model value of the checkpoint serving it
+    description: str
+    languages: list[str]  # model language names ("english", ...)
+    speaker: str | None = None  # built-in speaker (BUILTIN)
+    instruct: str | None = None  # voice description (DESIGNED) or style (BUILTIN)
+    reference: Path | None = None  # reference recording (CLONED)
+    transcript: str | None = None  # its transcript (CLONED, ICL mode)
+    folder: Path | None = None  # the voice folder, if any
+
+    @property
+    def key(self) -> str:
+        return normalize(self.name)
+
+
+@dataclass
+class VoiceFolder:
+    """A voice folder as scanned: its files read and checked, its checkpoint not yet chosen."""
+
+    name: str
+    folder: Path
+    kind: str
+    speaker: str | None = None
+    instruct: str | None = None
+    reference: Path | None = None
+    transcript: str | None = None
+    model: str | None = None  # from model.txt
+
+
+class VoiceFolderError(ValueError):
+    pass
+
+
+def _read_text(path: Path, limit: int) -> str:
+    try:
+        text = path.read_text(encoding="utf-8-sig").strip()
+    except UnicodeDecodeError as err:
+        raise VoiceFolderError(f"{path.name} is not UTF-8 text") from err
+    except OSError as err:
+        raise VoiceFolderError(f"cannot read {path.name}: {err.strerror or err}") from err
+    if len(text) > limit:
+        raise VoiceFolderError(f"{path.name} is {len(text)} characters long; at most {limit}")
+    return text
+
+
+def read_voice_folder(folder: Path) -> VoiceFolder:
+    """Read and check one voice folder (no model needed); VoiceFolderError says what is wrong."""
+    from .cloning import MIN_REFERENCE_SECONDS, ReferenceError, reference_seconds
+
+    name = folder.name
+    if not VOICE_NAME.match(name):
+        raise VoiceFolderError("a voice folder's name may hold only letters, digits, _ and -, "
+                               "up to 64 characters")
+    files = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
+    references = [files[f"reference{ext}"] for ext in REFERENCE_EXTENSIONS
+                  if f"reference{ext}" in files]
+    instruct = speaker = transcript = model = None
+    if "instruct.txt" in files:
+        instruct = _read_text(files["instruct.txt"], MAX_INSTRUCT_CHARS)
+        if not instruct:
+            raise VoiceFolderError("instruct.txt is empty: describe the voice in it")
+    if "speaker.txt" in files:
+        speaker = _read_text(files["speaker.txt"], 100)
+        if not speaker:
+            raise VoiceFolderError("speaker.txt is empty: name a built-in speaker in it")
+    if "model.txt" in files:
+        model = _read_text(files["model.txt"], 1000) or None
+    if "reference.txt" in files:
+        transcript = _read_text(files["reference.txt"], MAX_TRANSCRIPT_CHARS) or None
+        if transcript is None:
+            _LOGGER.warning("Voice %s: reference.txt is empty; cloning from the recording "
+                            "alone (x-vector only)", name)
+
+    if references:
+        if len(references) > 1:
+            raise VoiceFolderError("more than one reference recording: "
+                                   + ", ".join(p.name for p in references))
+        if speaker:
+            raise VoiceFolderError("both a reference recording and speaker.txt: a voice is "
+                                   "either cloned or a built-in speaker")
+        if instruct:
+            _LOGGER.warning("Voice %s: instruct.txt ignored, cloned voices take no "
+                            "instruction", name)
+        reference = references[0]
+        try:
+            seconds = reference_seconds(reference)
+        except ReferenceError as err:
+            raise VoiceFolderError(str(err)) from err
+        if seconds < MIN_REFERENCE_SECONDS:
+            raise VoiceFolderError(f"{reference.name} is {seconds:.2f} s long; at least "
+                                   f"{MIN_REFERENCE_SECONDS:g} s of speech is needed")
+        return VoiceFolder(name, folder, CLONED, reference=reference, transcript=transcript,
+                           model=model)
+    if transcript:
+        raise VoiceFolderError("reference.txt without a reference recording (reference.wav)")
+    if speaker:
+        return VoiceFolder(name, folder, BUILTIN, speaker=speaker, instruct=instruct,
+                           model=model)
+    if instruct:
+        return VoiceFolder(name, folder, DESIGNED, instruct=instruct, model=model)
+    raise VoiceFolderError("no reference.wav (cloned voice), instruct.txt (designed voice) or "
+                           "speaker.txt (built-in speaker with a style)")
+
+
+def scan_voices_dir(voices_dir: Path | None) -> list[VoiceFolder]:
+    """Every usable voice folder; the others are logged and left out."""
+    if voices_dir is None:
+        return []
+    voices_dir = Path(voices_dir)
+    if not voices_dir.is_dir():
+        _LOGGER.info("No voices folder at %s: only built-in voices", voices_dir)
+        return []
+    found = []
+    for folder in sorted(voices_dir.iterdir()):
+        if folder.name.startswith(".") or not folder.is_dir():
+            continue
+        try:
+            found.append(read_voice_folder(folder))
+        except (VoiceFolderError, OSError) as err:
+            _LOGGER.error("Voice folder %s left out: %s", folder, err)
+    return found
+
+
+@dataclass
+class Checkpoint:
+    """A configured --model and what is known of it."""
+
+    model: str
+    summary: CheckpointSummary | None = None  # None: not known before loading
     loaded: bool = False
+
+
+class Catalog:
+    """The voices and languages currently offered (shared by the event loop and the worker).
+
+    Rebuilt whenever what is known of a checkpoint changes (peeked at start, then loaded);
+    readers get a consistent snapshot (the voice table is replaced, never edited in place).
+    """
+
+    def __init__(self, models: list[str] | str, streaming: bool,
+                 folders: list[VoiceFolder] | None = None) -> None:
+        models = [models] if isinstance(models, str) else list(models)
+        self.checkpoints = {model: Checkpoint(model) for model in models}
+        self.streaming = streaming
+        self.folders = list(folders or [])
+        self._voices: dict[str, Voice] = {}
+        self._lock = threading.Lock()
+        self._reported: set[str] = set()
+        self._rebuild()
+
+    @property
+    def first_model(self) -> str:
+        return next(iter(self.checkpoints))
+
+    # -- what is known of the checkpoints --------------------------------------------------
+    def set_checkpoint(self, model: str, summary: CheckpointSummary | None,
+                       loaded: bool = False) -> None:
+        with self._lock:
+            checkpoint = self.checkpoints[model]
+            if summary is not None:
+                summary.languages = [name for name in summary.languages if name in LANGUAGES]
+                checkpoint.summary = summary
+            checkpoint.loaded = loaded
+            self._rebuild()
 
     def update(self, model_type: str, speakers: list[str], languages: list[str],
                loaded: bool) -> None:
-        self.model_type = model_type
-        self.speakers = list(speakers)
-        self.languages = [name for name in languages if name in LANGUAGES]
-        self.loaded = loaded
+        """Set what is known of the first checkpoint (single-model callers)."""
+        self.set_checkpoint(self.first_model,
+                            CheckpointSummary(model_type, list(speakers), list(languages)),
+                            loaded)
+
+    @property
+    def loaded(self) -> bool:
+        return self.checkpoints[self.first_model].loaded
 
     @property
     def known(self) -> bool:
-        """True when the speaker list is real (peeked or loaded), not a guess."""
-        return self.loaded or bool(self.speakers)
+        """True when every checkpoint's voice list is real (peeked or loaded), not a guess."""
+        return all(c.summary is not None for c in self.checkpoints.values())
+
+    # -- voices ----------------------------------------------------------------------------
+    def _report(self, message: str) -> None:
+        if message not in self._reported:
+            self._reported.add(message)
+            _LOGGER.error(message)
+
+    def _rebuild(self) -> None:
+        voices: dict[str, Voice] = {}
+        known = [c for c in self.checkpoints.values() if c.summary is not None]
+        for checkpoint in known:
+            summary = checkpoint.summary
+            assert summary is not None
+            if summary.model_type != "custom_voice":
+                continue
+            for speaker in summary.speakers:
+                voice = Voice(speaker, BUILTIN, checkpoint.model, describe_speaker(speaker),
+                              list(summary.languages), speaker=speaker)
+                if voice.key in voices:
+                    _LOGGER.debug("Speaker %s of %s: already served by %s", speaker,
+                                  checkpoint.model, voices[voice.key].model)
+                    continue
+                voices[voice.key] = voice
+        for folder in self.folders:
+            try:
+                voice = self._folder_voice(folder, known)
+            except VoiceFolderError as err:
+                self._report(f"Voice folder {folder.folder} left out: {err}")
+                continue
+            if voice is None:
+                continue  # its checkpoint is not known yet
+            if voice.key in voices:
+                other = voices[voice.key]
+                self._report(f"Voice folder {folder.folder} left out: the name {voice.name!r} "
+                             f"is taken by the {other.kind} voice {other.name} of "
+                             f"{other.model}")
+                continue
+            voices[voice.key] = voice
+        self._voices = voices
+
+    def _folder_voice(self, folder: VoiceFolder, known: list[Checkpoint]) -> Voice | None:
+        wanted = MODEL_TYPE_OF[folder.kind]
+        what = {BUILTIN: "a built-in speaker with a style", DESIGNED: "a designed voice",
+                CLONED: "a cloned voice"}[folder.kind]
+        if folder.model is not None:
+            checkpoint = self.checkpoints.get(folder.model)
+            if checkpoint is None:
+                raise VoiceFolderError(f"model.txt names {folder.model!r}, which is not a "
+                                       "configured --model")
+            if checkpoint.summary is None:
+                return None
+            if checkpoint.summary.model_type != wanted:
+                raise VoiceFolderError(
+                    f"{what} needs a {KIND_NAMES[wanted]} checkpoint, but model.txt names "
+                    f"{folder.model}, a {KIND_NAMES.get(checkpoint.summary.model_type)} one")
+        else:
+            matching = [c for c in known if c.summary and c.summary.model_type == wanted]
+            if not matching:
+                if len(known) < len(self.checkpoints):
+                    return None  # an unknown checkpoint may be of that kind
+                raise VoiceFolderError(f"{what} needs a {KIND_NAMES[wanted]} checkpoint; none "
+                                       "is configured (add one with --model)")
+            checkpoint = matching[0]
+        summary = checkpoint.summary
+        assert summary is not None
+        languages = list(summary.languages)
+        if folder.kind == BUILTIN:
+            speaker = find_speaker(summary.speakers, folder.speaker)
+            if speaker is None:
+                raise VoiceFolderError(f"speaker.txt names {folder.speaker!r}, not a speaker "
+                                       f"of {checkpoint.model}: {', '.join(summary.speakers)}")
+            if folder.instruct and summary.size == "0b6":
+                key = f"0.6B style {folder.folder}"
+                if key not in self._reported:
+                    self._reported.add(key)
+                    _LOGGER.warning("Voice %s: %s is a 0.6B CustomVoice checkpoint, which "
+                                    "ignores style instructions (the 1.7B one follows them)",
+                                    folder.name, checkpoint.model)
+            description = describe_speaker(speaker)
+            if folder.instruct:
+                description = f"{description}, {_short(folder.instruct, 80)}"
+            return Voice(folder.name, BUILTIN, checkpoint.model, description, languages,
+                         speaker=speaker, instruct=folder.instruct, folder=folder.folder)
+        if folder.kind == DESIGNED:
+            return Voice(folder.name, DESIGNED, checkpoint.model,
+                         f"Designed: {_short(folder.instruct or '')}", languages,
+                         instruct=folder.instruct, folder=folder.folder)
+        mode = "with transcript" if folder.transcript else "from the recording alone"
+        return Voice(folder.name, CLONED, checkpoint.model, f"Cloned voice ({mode})",
+                     languages, reference=folder.reference, transcript=folder.transcript,
+                     folder=folder.folder)
+
+    @property
+    def voices(self) -> list[Voice]:
+        return list(self._voices.values())
+
+    def voice(self, name: str | None) -> Voice | None:
+        """The voice named `name` (any case, spaces as underscores), or None."""
+        if not name:
+            return None
+        return self._voices.get(normalize(name))
+
+    def voices_of(self, model: str) -> list[Voice]:
+        return [v for v in self._voices.values() if v.model == model]
+
+    # the handler's view: names only
+    @property
+    def speakers(self) -> list[str]:
+        return [v.name for v in self._voices.values()]
 
     def find_speaker(self, name: str | None) -> str | None:
-        """The checkpoint's spelling of speaker `name` (any case), or None."""
-        return find_speaker(self.speakers, name)
+        """The catalog's spelling of voice `name` (any case), or None."""
+        voice = self.voice(name)
+        return voice.name if voice is not None else None
+
+    @property
+    def languages(self) -> list[str]:
+        """Every language some configured checkpoint speaks, in LANGUAGES order."""
+        spoken = {name for c in self.checkpoints.values() if c.summary
+                  for name in c.summary.languages}
+        return [name for name in LANGUAGES if name in spoken]
+
+    def default_voice(self, configured: str | None) -> Voice | None:
+        """--voice if given (None if no such voice), else a preferred built-in speaker of the
+        first checkpoint, else the first voice it serves."""
+        if configured:
+            return self.voice(configured)
+        first = self.first_model
+        own = self.voices_of(first)
+        for preferred in _DEFAULT_PREFERENCE:
+            voice = self._voices.get(preferred)
+            if voice is not None and voice.model == first and voice.folder is None:
+                return voice
+        return own[0] if own else None
 
     def info(self) -> Info:
-        codes = codes_for(self.languages)
         voices = [
             TtsVoice(
-                name=speaker,
-                description=describe_speaker(speaker),
+                name=voice.name,
+                description=voice.description,
                 attribution=ATTRIBUTION,
                 installed=True,
                 version=None,
-                languages=list(codes),
+                languages=codes_for(voice.languages),
             )
-            for speaker in self.speakers
+            for voice in self._voices.values()
         ]
         state = "" if self.loaded else ", loading"
         return Info(
             tts=[
                 TtsProgram(
                     name=PROGRAM_NAME,
-                    description=f"Qwen3-TTS ({self.model_name}{state})",
+                    description=f"Qwen3-TTS ({', '.join(self.checkpoints)}{state})",
                     attribution=ATTRIBUTION,
                     installed=True,
                     version=__version__,
@@ -146,7 +487,8 @@ def summarize_config(config: dict, source: str = "") -> CheckpointSummary:
     model_type = config.get("tts_model_type") or "custom_voice"
     speakers = list((talker.get("spk_id") or {}).keys()) if model_type == "custom_voice" else []
     languages = [name for name in (talker.get("codec_language_id") or {}) if name in LANGUAGES]
-    return CheckpointSummary(model_type, speakers, languages or list(LANGUAGES), source)
+    return CheckpointSummary(model_type, speakers, languages or list(LANGUAGES), source,
+                             str(config.get("tts_model_size") or ""))
 
 
 def _cached_config(model: str, data_dir: Path) -> Path | None:
@@ -179,7 +521,15 @@ def peek_checkpoint(model: str, data_dir: Path) -> CheckpointSummary | None:
         except (OSError, ValueError) as err:
             _LOGGER.warning("Could not read %s: %s", path, err)
             return None
-    if model in _QWEN_CUSTOM_VOICE_REPOS:
-        return CheckpointSummary("custom_voice", list(_KNOWN_SPEAKERS), list(LANGUAGES),
-                                 "published speaker list")
+    if model in _QWEN_REPOS:
+        model_type, size = _QWEN_REPOS[model]
+        speakers = list(_KNOWN_SPEAKERS) if model_type == "custom_voice" else []
+        return CheckpointSummary(model_type, speakers, list(LANGUAGES),
+                                 "published checkpoint list", size)
     return None
+
+
+def summarize_engine(engine) -> CheckpointSummary:
+    """What a loaded engine offers."""
+    return CheckpointSummary(engine.model_type, list(engine.speakers), list(engine.languages),
+                             "loaded", str(getattr(engine.model, "tts_model_size", "") or ""))
