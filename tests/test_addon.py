@@ -416,7 +416,8 @@ def test_options_and_schema(config):
     ]  # fmt: skip
     for key in ("streaming", "warmup", "debug_logging"):
         assert schema[key] == "bool"
-    for key in ("threads", "interop_threads", "samples_per_chunk", "max_text_chars"):
+    for key in ("threads", "interop_threads", "max_loaded_models", "samples_per_chunk",
+                "max_text_chars"):
         assert schema[key].startswith("int")
     # An empty voice means "the model's first voice": the schema must accept it.
     element_validator(schema["voice"])("")
@@ -754,6 +755,7 @@ def test_run_script_every_option_changed(tmp_path):
         "--dtype", "int8",
         "--threads", "2",
         "--interop-threads", "1",
+        "--max-loaded-models", "2",
         "--samples-per-chunk", "2048",
         "--max-text-chars", "500",
         "--no-streaming",
@@ -782,6 +784,7 @@ OPTION_CHANGES = [
     ("dtype", "bfloat16", lambda p: _replace(p, "--dtype", "bfloat16")),
     ("threads", 4, lambda p: p + [("--threads", "4")]),
     ("interop_threads", 2, lambda p: p + [("--interop-threads", "2")]),
+    ("max_loaded_models", 1, lambda p: p + [("--max-loaded-models", "1")]),
     ("streaming", False, lambda p: p + [("--no-streaming", None)]),
     ("warmup", False, lambda p: p + [("--no-warmup", None)]),
     ("samples_per_chunk", 4096, lambda p: _replace(p, "--samples-per-chunk", "4096")),
