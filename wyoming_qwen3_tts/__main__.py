@@ -338,7 +338,8 @@ async def main(argv: list[str] | None = None) -> int:
         stdio_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await stdio_task
-    await asyncio.to_thread(synthesizer.stop, 5.0)
+    # a worker still loading the model has nothing to finish: do not wait for it
+    await asyncio.to_thread(synthesizer.stop, 5.0 if synthesizer.ready.done() else 0.1)
     return exit_code
 
 

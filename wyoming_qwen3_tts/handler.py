@@ -282,7 +282,7 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
         try:
             await asyncio.wait_for(async_write_event(event, self.writer), WRITE_GRACE_SECONDS)
         except asyncio.TimeoutError:
-            raise SlowClient(f"more than {self.service.settings.max_unread_seconds:g} s of "
+            raise SlowClient(f"more than {self._unread_limit / BYTES_PER_SECOND:g} s of "
                              f"audio left unread for {WRITE_GRACE_SECONDS:g} s") from None
 
     async def disconnect(self) -> None:
@@ -515,8 +515,10 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
             if result.error_code:
                 failure = Failure(result.error_code, result.error_text or result.error_code)
             elif result.cancelled:
-                failure = Failure("cancelled", "synthesis was cancelled (client not reading)"
-                                  if request.ticket.stalled else "synthesis was cancelled")
+                if request.ticket.stalled:  # the worker found the client's audio unread
+                    raise SlowClient(f"more than {self._unread_limit / BYTES_PER_SECOND:g} s "
+                                     "of audio left unread")
+                failure = Failure("cancelled", "synthesis was cancelled")
         if pending:
             await send_pcm(pending)
         if failure is not None:

@@ -1,0 +1,257 @@
+"""Limits against the real server (subprocess, tiny checkpoint): connections, idle timeout,
+queue, clients that do not read, signals, and voice names that look like paths."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import time
+
+import pytest
+from test_server import check_audio, connect, read_until, servers
+from wyoming.event import Event
+from wyoming.info import Describe
+from wyoming.ping import Ping
+from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
+
+LONG_TEXT = "Tell me a long story about the sea and the sky. And then one about the hills."
+IDLE_TIMEOUT = 2.0
+
+
+@pytest.fixture(scope="module")
+def start_server():
+    with servers() as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def server(start_server, tiny_custom_voice, tmp_path_factory):
+    srv = start_server("--model", str(tiny_custom_voice),
+                       "--data-dir", str(tmp_path_factory.mktemp("data")),
+                       "--no-warmup", "--debug", "--threads", "1",
+                       "--max-connections", "3", "--idle-timeout", str(IDLE_TIMEOUT),
+                       "--max-queue", "2", "--max-unread-audio", "1")
+    srv.wait_for_log(r"Ready: ")
+    return srv
+
+
+async def raw_events(reader: asyncio.StreamReader, timeout: float = 10.0) -> list[Event]:
+    """Every event until the server closes the connection."""
+    events = []
+    while True:
+        line = await asyncio.wait_for(reader.readline(), timeout)
+        if not line:
+            return events
+        header = json.loads(line)
+        data = header.get("data") or {}
+        if header.get("data_length"):
+            data.update(json.loads(await reader.readexactly(header["data_length"])))
+        if header.get("payload_length"):
+            await reader.readexactly(header["payload_length"])
+        events.append(Event(type=header["type"], data=data))
+
+
+async def closed_within(reader: asyncio.StreamReader, timeout: float) -> float:
+    """Seconds until the server closes the connection (reading and dropping what comes)."""
+    started = time.monotonic()
+    while await asyncio.wait_for(reader.read(65536), timeout):
+        pass
+    return time.monotonic() - started
+
+
+async def test_extra_connection_gets_an_error_and_is_closed(server):
+    clients = [await connect(server.port) for _ in range(3)]
+    try:
+        for client in clients:  # all three are being served
+            await client.write_event(Ping(text="x").event())
+            await read_until(client, "pong", timeout=10)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b'{"type": "describe"}\n')  # sent at once: must not hide the error
+        events = await raw_events(reader)
+        writer.close()
+        assert [e.type for e in events] == ["error"]
+        assert events[0].data["code"] == "too-many-connections"
+        # the three are unaffected
+        await clients[0].write_event(Synthesize(text="Hi.").event())
+        check_audio(await read_until(clients[0], "audio-stop"))
+    finally:
+        for client in clients:
+            await client.disconnect()
+    # once they have left, new connections are served again
+    deadline = time.monotonic() + 10
+    while True:
+        client = await connect(server.port)
+        try:
+            await client.write_event(Describe().event())
+            first = (await read_until(client, "info", timeout=10))[0]
+        except AssertionError:  # closed: the others were not counted out yet
+            first = None
+        finally:
+            await client.disconnect()
+        if first is not None and first.type == "info":
+            break
+        assert time.monotonic() < deadline, "connections not released"
+        await asyncio.sleep(0.1)
+    assert "Refusing a connection" in server.log
+
+
+async def test_idle_connections_are_closed_busy_ones_are_not(server):
+    # busy: B's request waits behind A's (several seconds, longer than the idle timeout)
+    # while B sends nothing; both get all their audio
+    a, b = await connect(server.port), await connect(server.port)
+    try:
+        await a.write_event(Synthesize(text=LONG_TEXT).event())
+        a_first = await read_until(a, "audio-start")
+        started = time.monotonic()
+        await b.write_event(Synthesize(text="Hi.").event())
+        a_events = asyncio.create_task(read_until(a, "audio-stop"))
+        check_audio(await read_until(b, "audio-stop"))
+        waited = time.monotonic() - started
+        a_audio = check_audio(a_first + await a_events)
+    finally:
+        await a.disconnect()
+        await b.disconnect()
+    assert len(a_audio) > 10 * 48000  # seconds of audio
+    if waited < IDLE_TIMEOUT + 0.5:
+        pytest.skip(f"A's request was too quick ({waited:.1f} s) to prove anything")
+
+    # idle: one sends nothing, one half an event; both are closed after the timeout
+    silent = await asyncio.open_connection("127.0.0.1", server.port)
+    partial = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        partial[1].write(b'{"type": "synthe')
+        seconds = await asyncio.gather(closed_within(silent[0], 15),
+                                       closed_within(partial[0], 15))
+    finally:
+        silent[1].close()
+        partial[1].close()
+    for value in seconds:
+        assert IDLE_TIMEOUT - 0.5 < value < IDLE_TIMEOUT + 5
+    assert "idle for" in server.log
+
+
+async def test_full_queue_is_answered_with_an_error(server):
+    a, b, c = [await connect(server.port) for _ in range(3)]
+    try:
+        await a.write_event(Synthesize(text=LONG_TEXT).event())
+        a_first = await read_until(a, "audio-start")
+        a_events = asyncio.create_task(read_until(a, "audio-stop"))  # keep reading
+        await b.write_event(Synthesize(text="Hi.").event())
+        await b.write_event(Ping(text="b").event())
+        pong = await read_until(b, "pong")  # b's request is queued now
+        assert [e.type for e in pong] == ["pong"]
+        b_events = asyncio.create_task(read_until(b, "audio-stop"))
+
+        await c.write_event(Synthesize(text="Me too.").event())
+        events = await read_until(c, "audio-stop", timeout=5)
+        assert [e.type for e in events] == ["error", "audio-stop"]
+        assert events[0].data["code"] == "queue-full" and events[0].data["text"]
+        await c.write_event(SynthesizeStart().event())
+        await c.write_event(SynthesizeChunk(text="Me too.").event())
+        await c.write_event(SynthesizeStop().event())
+        events = await read_until(c, "synthesize-stopped", timeout=5)
+        assert [e.type for e in events] == ["error", "audio-stop", "synthesize-stopped"]
+        assert events[0].data["code"] == "queue-full"
+
+        check_audio(a_first + await a_events)
+        check_audio(await b_events)
+        # with the queue empty again, requests are served (a new connection: c has been
+        # idle longer than the idle timeout meanwhile)
+        d = await connect(server.port)
+        try:
+            await d.write_event(Synthesize(text="Now.").event())
+            check_audio(await read_until(d, "audio-stop"))
+        finally:
+            await d.disconnect()
+    finally:
+        for client in (a, b, c):
+            await client.disconnect()
+
+
+async def test_client_that_does_not_read_is_dropped_without_stalling_others(server):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    sock.connect(("127.0.0.1", server.port))
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=sock)
+    mark = server.mark()
+    try:
+        writer.write(b'{"type": "synthesize", "data": {"text": "%s"}}\n' % LONG_TEXT.encode())
+        await writer.drain()
+        server.wait_for_log(r"Segment: ", after=mark, timeout=60)
+        # another client is served while this one reads nothing
+        other = await connect(server.port)
+        try:
+            started = time.monotonic()
+            await other.write_event(Synthesize(text="Hi.").event())
+            check_audio(await read_until(other, "audio-stop", timeout=60))
+            served_in = time.monotonic() - started
+        finally:
+            await other.disconnect()
+        server.wait_for_log(r"Dropping a client: more than 1 s of audio left unread",
+                            after=mark, timeout=30)
+        received = 0
+        with pytest.raises((ConnectionError, AssertionError)):
+            while chunk := await asyncio.wait_for(reader.read(65536), 10):
+                received += len(chunk)
+            raise AssertionError("closed")
+    finally:
+        writer.close()
+    assert received < 15 * 48000  # cut short: LONG_TEXT is about 18 s of audio
+    assert served_in < 20
+    later = "\n".join(server.lines[mark:])
+    assert "Client is not reading its audio: cancelling its request" in later
+
+
+async def test_voice_names_never_become_paths(server):
+    client = await connect(server.port)
+    try:
+        for name in ("../../etc/passwd", "/etc/passwd", "..", "ryan/../../x", "C:\\x",
+                     "ryan\x00", "%2e%2e%2fetc"):
+            await client.write_event(Event(type="synthesize",
+                                           data={"text": "Hi.", "voice": {"name": name}}))
+            events = await read_until(client, "audio-stop")
+            assert [e.type for e in events] == ["error", "audio-stop"], name
+            assert events[0].data["code"] == "unknown-voice", name
+    finally:
+        await client.disconnect()
+
+
+# -- signals ----------------------------------------------------------------------------------
+@pytest.fixture
+def start_fresh():
+    with servers() as start:
+        yield start
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_signal_during_synthesis_exits_cleanly(start_fresh, tiny_custom_voice, tmp_path,
+                                                     signum):
+    server = start_fresh("--model", str(tiny_custom_voice), "--data-dir", str(tmp_path),
+                         "--no-warmup", "--threads", "1")
+    server.wait_for_log(r"Ready: ")
+    client = await connect(server.port)
+    try:
+        await client.write_event(Synthesize(text=LONG_TEXT * 2).event())
+        await read_until(client, "audio-chunk")
+        started = time.monotonic()
+        server.process.send_signal(signum)
+        assert server.process.wait(10) == 0, server.log
+        assert time.monotonic() - started < 5, server.log
+        # the client is disconnected, not left waiting
+        while await asyncio.wait_for(client.read_event(), 5) is not None:
+            pass
+    finally:
+        await client.disconnect()
+    assert f"{signal.Signals(signum).name} received" in server.log
+    assert "Stopping" in server.log
+
+
+async def test_signal_while_loading_exits_cleanly(start_fresh, tiny_custom_voice, tmp_path):
+    server = start_fresh("--model", str(tiny_custom_voice), "--data-dir", str(tmp_path),
+                         "--threads", "1")
+    server.wait_for_log(r"Listening on ")
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(10) == 0, server.log
