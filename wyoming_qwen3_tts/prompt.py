@@ -158,7 +158,8 @@ class PromptBuilder:
         # [frames, 16, hidden] summed over the codebooks, in the library's order of operations
         codec = torch.cat(
             [self.codec_embed(ref_codes[:, :1])]
-            + [tables[i - 1](ref_codes[:, i:i + 1]) for i in range(1, cfg.num_code_groups)],
+            + [tables[i - 1](ref_codes[:, i:i + 1]).to(self.dtype)
+               for i in range(1, cfg.num_code_groups)],
             dim=1,
         ).sum(1).unsqueeze(0)
         codec = torch.cat([self.codec_embed(torch.tensor([[cfg.codec_bos_id]])), codec], dim=1)
