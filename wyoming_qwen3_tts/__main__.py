@@ -206,7 +206,7 @@ def load_engine(args: argparse.Namespace, catalog: Catalog) -> Loaded:
     from .cloning import ClonePromptCache
     from .engine import Engine
     from .loader import resolve_checkpoint
-    from .pool import ModelPool, VoiceRouter, engine_loaded
+    from .pool import ModelPool, VoiceRouter, engine_loaded, prefetch
 
     def load(model: str, folder: Path) -> Engine:
         engine = Engine.load(str(folder), data_dir=args.data_dir,
@@ -229,6 +229,11 @@ def load_engine(args: argparse.Namespace, catalog: Catalog) -> Loaded:
                                                          args.max_reference_seconds))
     model = catalog.first_model
     engine = pool.get(model)
+    others = [each for each in catalog.checkpoints if each != model]
+    if others:  # downloads of the other checkpoints go on while the first one serves
+        threading.Thread(target=prefetch, name="prefetch", daemon=True, args=(
+            catalog, others, lambda each: resolve_checkpoint(each, args.data_dir,
+                                                             args.local_files_only))).start()
     default = catalog.default_voice(args.voice)
     if args.voice and default is None:
         raise ValueError(f"--voice {args.voice!r} is not a voice of this server: "

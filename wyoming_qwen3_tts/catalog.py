@@ -295,13 +295,15 @@ class Catalog:
 
     # -- what is known of the checkpoints --------------------------------------------------
     def set_checkpoint(self, model: str, summary: CheckpointSummary | None,
-                       loaded: bool = False) -> None:
+                       loaded: bool | None = None) -> None:
+        """What is known of `model` (None: unchanged); `loaded` once it has been loaded."""
         with self._lock:
             checkpoint = self.checkpoints[model]
             if summary is not None:
                 summary.languages = [name for name in summary.languages if name in LANGUAGES]
                 checkpoint.summary = summary
-            checkpoint.loaded = loaded
+            if loaded is not None:
+                checkpoint.loaded = loaded
             self._rebuild()
 
     def update(self, model_type: str, speakers: list[str], languages: list[str],

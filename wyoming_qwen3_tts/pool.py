@@ -172,6 +172,25 @@ class VoiceRouter:
                              max_frames=max_frames, **kwargs)
 
 
+def prefetch(catalog: Catalog, models: list[str], resolve: Callable[[str], Path]) -> None:
+    """Download checkpoints that are not local folders, so their first use does not wait for
+    it, and learn the voices of those not known yet (runs in a thread of its own: downloads
+    only, no model code)."""
+    from .catalog import peek_checkpoint
+
+    for model in models:
+        if Path(model).expanduser().exists():
+            continue
+        try:
+            folder = resolve(model)
+        except Exception as err:  # noqa: BLE001 - retried when one of its voices is used
+            _LOGGER.error("Could not get %s: %s", model, err)
+            continue
+        summary = peek_checkpoint(str(folder), folder)
+        if summary is not None:
+            catalog.set_checkpoint(model, summary)
+
+
 def voice_source(voice: Voice):
     from .cloning import CloneSource
 
