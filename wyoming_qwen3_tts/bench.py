@@ -1,6 +1,6 @@
 """Benchmark: the official qwen-tts path against our engine, in one process, one run.
 
-    python -m wyoming_qwen3_tts.bench            # 0.6B CustomVoice, every precision, ~15 min
+    python -m wyoming_qwen3_tts.bench            # 0.6B CustomVoice, every precision
     python -m wyoming_qwen3_tts.bench --quick    # fewer frames and runs, < 5 min
     python -m wyoming_qwen3_tts.bench --size 1.7b --type custom_voice
 
@@ -21,6 +21,8 @@ import json
 import logging
 import os
 import platform
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -372,17 +374,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-quality", action="store_true")
     parser.add_argument("--server", action="store_true",
                         help="also measure through the Wyoming server (see bench_server)")
+    parser.add_argument("--run", help=argparse.SUPPRESS)  # one configuration, in a subprocess
+    parser.add_argument("--repeats", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "results.json"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     frames = args.frames or (25 if args.quick else 125)
-    repeats = 1 if args.quick else 2
+    repeats = args.repeats or (1 if args.quick else 2)
     threads, _ = set_threads(args.threads)
     from .devmodel import BUILDER_VERSION, build_checkpoint
 
     folder = REPO / ".cache" / "devmodels" / f"{args.size}-{args.type}-v{BUILDER_VERSION}"
+    if args.run:  # one configuration: print its result as the last line
+        path, dtype = args.run.split(":")
+        if path == "official":
+            result = run_official(folder, getattr(torch, dtype), frames, repeats)
+        else:
+            result = run_ours(folder, dtype, frames, repeats)
+        print(json.dumps(result))
+        return
     if not folder.is_dir():
         _LOGGER.info("Building %s (random weights, offline)", folder)
         build_checkpoint(folder, args.type, args.size)
@@ -393,13 +405,16 @@ def main(argv: list[str] | None = None) -> None:
     official = [d for d in args.official.split(",") if d]
     if args.quick:
         official = official[:1]
-    for dtype in official:
-        _LOGGER.info("Official path, %s", dtype)
-        report["runs"].append(run_official(folder, getattr(torch, dtype), frames, repeats))
-        _LOGGER.info("%s", report["runs"][-1])
-    for dtype in [d for d in args.dtypes.split(",") if d]:
-        _LOGGER.info("Our engine, %s", dtype)
-        report["runs"].append(run_ours(folder, dtype, frames, repeats))
+    specs = [f"official:{d}" for d in official] + [
+        f"ours:{d}" for d in args.dtypes.split(",") if d]
+    for spec in specs:
+        # each configuration in a process of its own: peak RSS is its own, nothing is shared
+        _LOGGER.info("Running %s", spec)
+        cmd = [sys.executable, "-m", "wyoming_qwen3_tts.bench", "--run", spec, "--size",
+               args.size, "--type", args.type, "--frames", str(frames), "--repeats",
+               str(repeats), "--threads", str(threads)]
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
+        report["runs"].append(json.loads(done.stdout.strip().splitlines()[-1]))
         _LOGGER.info("%s", report["runs"][-1])
     if not args.no_quality:
         for dtype in ("bfloat16", "int8"):
