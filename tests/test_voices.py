@@ -176,12 +176,14 @@ async def test_clone_prompt_is_cached_across_restarts(models, tmp_path, tiny_cus
         check_audio(await speak(srv.port, "Hello.", "Ryan"))
         srv.wait_for_log(r"Evicted model .*tiny-base")
 
-    # an edited recording is prepared again (the base checkpoint first: at start)
+    # an edited recording is prepared again (the base checkpoint first: at start, then it
+    # warms up with that voice)
     write_clip(voices / "grandma" / "reference.wav", 2.0, 16000, f0=220.0)
     with servers() as start:
-        srv = start(*models[4:], *common)
+        srv = start(*models[4:], *[arg for arg in common if arg != "--no-warmup"])
         srv.wait_for_log(r"Ready: ")
         assert count(srv, computed) == 1 and count(srv, cached) == 0
+        assert count(srv, r"Warm-up done in .* \(voice grandma\)") == 1
         check_audio(await speak(srv.port, "Hello."))  # the base model's only voice: default
         srv.wait_for_log(r"Synthesize: .*voice=grandma")
 

@@ -243,7 +243,7 @@ def load_engine(args: argparse.Namespace, catalog: Catalog) -> Loaded:
         raise ValueError(f"--language {args.language} is not spoken by {model}")
     detector = LanguageDetector(engine.languages) if args.language == AUTO else None
     if not args.no_warmup:
-        engine.warmup()
+        router.warmup(model, engine)
     return Loaded(engine=router, default_speaker=router.default_voice, detector=detector)
 
 

@@ -147,6 +147,7 @@ class ClonePromptCache:
         self.max_seconds = max_seconds
         self._memory: dict[str, object] = {}
         self._identities: dict[str, str] = {}
+        self._keys: dict[tuple, str] = {}  # (file, its mtime and size, ...) -> cache key
 
     def _identity(self, folder: Path) -> str:
         key = str(folder)
@@ -160,8 +161,15 @@ class ClonePromptCache:
 
         from .prompt import ClonePrompt
 
-        key = cache_key(source.reference, source.transcript, self.max_seconds,
-                        self._identity(checkpoint_folder))
+        # per request: a stat, not a hash of the whole recording
+        stat = Path(source.reference).stat()
+        quick = (str(source.reference), stat.st_mtime_ns, stat.st_size, source.transcript,
+                 str(checkpoint_folder))
+        key = self._keys.get(quick)
+        if key is None:
+            key = self._keys[quick] = cache_key(source.reference, source.transcript,
+                                                self.max_seconds,
+                                                self._identity(checkpoint_folder))
         if key in self._memory:
             return self._memory[key]
         path = self.cache_dir / f"{key}.pt"

@@ -144,6 +144,24 @@ class VoiceRouter:
                 _LOGGER.error("Voice %s (%s): could not prepare its clone prompt: %s",
                               voice.name, voice.reference, err)
 
+    def warmup(self, model: str, engine) -> None:
+        """The engine's own warm-up; a Base checkpoint warms up with its first cloned voice."""
+        if engine.model_type != "base":
+            engine.warmup()
+            return
+        voice = next((v for v in self.catalog.voices_of(model) if v.kind == CLONED), None)
+        if voice is None:
+            return
+        import torch
+
+        started = time.monotonic()
+        with torch.inference_mode():
+            for _ in self.stream("Hello.", speaker=voice.name, language="english",
+                                 max_frames=4):
+                pass
+        _LOGGER.info("Warm-up done in %.1f s (voice %s)", time.monotonic() - started,
+                     voice.name)
+
     def stream(self, text: str, *, speaker: str | None = None, language: str = "auto",
                cancel=None, stats=None, max_frames: int | None = None):
         from .engine import EngineInputError
