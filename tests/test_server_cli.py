@@ -13,7 +13,8 @@ from wyoming_qwen3_tts.__main__ import DEFAULT_MODEL, build_parser, parse_args
 OPTIONS = ["--uri", "--model", "--data-dir", "--local-files-only", "--voices-dir", "--voice",
            "--language", "--dtype", "--threads", "--interop-threads", "--samples-per-chunk",
            "--no-streaming", "--zeroconf", "--max-text-chars", "--no-warmup", "--debug",
-           "--log-format", "--max-reference-seconds", "--max-loaded-models"]
+           "--log-format", "--max-reference-seconds", "--max-loaded-models",
+           "--max-connections", "--idle-timeout", "--max-queue", "--max-unread-audio"]
 
 
 @pytest.fixture(autouse=True)
@@ -30,6 +31,8 @@ def test_defaults():
     assert (args.threads, args.interop_threads, args.samples_per_chunk) == (0, 0, 1024)
     assert args.max_text_chars == 2000
     assert args.max_reference_seconds == 10 and args.max_loaded_models == 0
+    assert (args.max_connections, args.idle_timeout, args.max_queue,
+            args.max_unread_audio) == (16, 300, 8, 30)
     assert args.voices_dir == args.data_dir / "voices"
     assert args.zeroconf is None
     assert not (args.no_streaming or args.no_warmup or args.debug or args.local_files_only)
@@ -46,6 +49,8 @@ def test_every_option_has_an_environment_variable(monkeypatch):
         "QWEN3_TTS_MAX_TEXT_CHARS": "99", "QWEN3_TTS_NO_WARMUP": "yes",
         "QWEN3_TTS_DEBUG": "on", "QWEN3_TTS_LOG_FORMAT": "%(message)s",
         "QWEN3_TTS_MAX_REFERENCE_SECONDS": "7.5", "QWEN3_TTS_MAX_LOADED_MODELS": "2",
+        "QWEN3_TTS_MAX_CONNECTIONS": "4", "QWEN3_TTS_IDLE_TIMEOUT": "0",
+        "QWEN3_TTS_MAX_QUEUE": "3", "QWEN3_TTS_MAX_UNREAD_AUDIO": "2.5",
     }
     assert sorted(env) == sorted("QWEN3_TTS_" + o[2:].replace("-", "_").upper() for o in OPTIONS)
     for name, value in env.items():
@@ -59,6 +64,8 @@ def test_every_option_has_an_environment_variable(monkeypatch):
     assert args.no_streaming and args.zeroconf == "kitchen" and args.max_text_chars == 99
     assert args.no_warmup and args.debug and args.log_format == "%(message)s"
     assert args.max_reference_seconds == 7.5 and args.max_loaded_models == 2
+    assert (args.max_connections, args.idle_timeout, args.max_queue,
+            args.max_unread_audio) == (4, 0, 3, 2.5)
     # the command line wins over the environment
     args = parse_args(["--model", "x/y", "--threads", "2", "--zeroconf"])
     assert args.model == ["x/y"] and args.threads == 2 and args.zeroconf == "qwen3-tts"
@@ -83,6 +90,12 @@ def test_zeroconf_from_environment(monkeypatch, value, expected):
     (["--max-reference-seconds", "0.5"], {}),
     (["--max-reference-seconds", "120"], {}),
     (["--max-loaded-models", "-1"], {}),
+    (["--max-connections", "0"], {}),
+    (["--max-queue", "0"], {}),
+    (["--idle-timeout", "-1"], {}),
+    ([], {"QWEN3_TTS_IDLE_TIMEOUT": "nan"}),
+    (["--max-unread-audio", "0"], {}),
+    (["--max-unread-audio", "inf"], {}),
     (["--uri", "unix:///tmp/s", "--zeroconf"], {}),
 ])
 def test_bad_options_are_refused(monkeypatch, argv, env):

@@ -175,8 +175,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if not args.idle_timeout >= 0:
         parser.error("--idle-timeout must be 0 or more")
-    if not args.max_unread_audio > 0:
-        parser.error("--max-unread-audio must be more than 0")
+    if not 0 < args.max_unread_audio <= 3600:
+        parser.error("--max-unread-audio must be more than 0 and at most 3600 (seconds)")
     if not MIN_REFERENCE_SECONDS <= args.max_reference_seconds <= 60:
         parser.error(f"--max-reference-seconds must be {MIN_REFERENCE_SECONDS:g} to 60")
     if args.max_loaded_models < 0:
