@@ -268,7 +268,9 @@ async def main(argv: list[str] | None = None) -> int:
     settings = Settings(samples_per_chunk=args.samples_per_chunk,
                         streaming=not args.no_streaming, max_text_chars=args.max_text_chars,
                         language=None if args.language == AUTO else args.language,
-                        max_connections=args.max_connections, idle_timeout=args.idle_timeout,
+                        max_connections=args.max_connections,
+                        # over stdio:// the one connection is the server's whole life
+                        idle_timeout=0 if args.uri.startswith("stdio://") else args.idle_timeout,
                         max_queue=args.max_queue, max_unread_seconds=args.max_unread_audio)
     service = Service(settings=settings, catalog=catalog, synthesizer=synthesizer)
 
