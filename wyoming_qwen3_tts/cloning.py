@@ -167,9 +167,12 @@ class ClonePromptCache:
                  str(checkpoint_folder))
         key = self._keys.get(quick)
         if key is None:
+            # the weights, and the precision the encoders run in (the tokenizer's follows the
+            # vocoder's, which may be bfloat16)
+            identity = (f"{self._identity(checkpoint_folder)}:{_dtype(model.speaker_encoder)}:"
+                        f"{_dtype(model.speech_tokenizer.model)}")
             key = self._keys[quick] = cache_key(source.reference, source.transcript,
-                                                self.max_seconds,
-                                                self._identity(checkpoint_folder))
+                                                self.max_seconds, identity)
         if key in self._memory:
             return self._memory[key]
         path = self.cache_dir / f"{key}.pt"
@@ -209,6 +212,13 @@ class ClonePromptCache:
                 raise
         except OSError as err:
             _LOGGER.warning("Could not cache the clone prompt in %s: %s", self.cache_dir, err)
+
+
+def _dtype(module) -> str:
+    try:
+        return str(next(module.parameters()).dtype)
+    except (AttributeError, StopIteration):
+        return "none"
 
 
 def with_suppressed_unlink(path: str) -> None:
