@@ -38,6 +38,21 @@ class DecoderState:
         self.keys: list[torch.Tensor | None] = [None] * len(decoder.pre_transformer.layers)
         self.values: list[torch.Tensor | None] = [None] * len(decoder.pre_transformer.layers)
         self.position = 0  # frames decoded so far
+        self._snake_params: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # -- SnakeBeta: x + 1/b * sin(a x)^2 ---------------------------------------------------
+    def snake(self, module, x: torch.Tensor) -> torch.Tensor:
+        """The library's SnakeBeta, with exp(alpha) and 1/(exp(beta) + eps) computed once
+        per module instead of on every call, and in-place passes over the (large) signal:
+        the same operations in the same order, so the same values."""
+        params = self._snake_params.get(id(module))
+        if params is None:
+            alpha = torch.exp(module.alpha.unsqueeze(0).unsqueeze(-1))
+            beta = torch.exp(module.beta.unsqueeze(0).unsqueeze(-1))
+            params = (alpha, 1.0 / (beta + module.no_div_by_zero))
+            self._snake_params[id(module)] = params
+        alpha, inverse_beta = params
+        return torch.sin(x * alpha).pow_(2).mul_(inverse_beta).add_(x)
 
     # -- convolutions ---------------------------------------------------------------------
     def conv(self, module, x: torch.Tensor) -> torch.Tensor:
@@ -71,8 +86,8 @@ class DecoderState:
         return x + (module.gamma * h).permute(0, 2, 1)
 
     def residual_unit(self, module, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv(module.conv1, module.act1(x))
-        return x + self.conv(module.conv2, module.act2(h))
+        h = self.conv(module.conv1, self.snake(module.act1, x))
+        return x + self.conv(module.conv2, self.snake(module.act2, h))
 
     def block(self, module, x: torch.Tensor) -> torch.Tensor:
         for part in module.block:
@@ -81,8 +96,8 @@ class DecoderState:
                 x = self.transposed_conv(part, x)
             elif kind == "DecoderDecoderResidualUnit":
                 x = self.residual_unit(part, x)
-            else:  # SnakeBeta
-                x = part(x)
+            else:
+                x = self.snake(part, x)
         return x
 
     # -- the sliding-window transformer ---------------------------------------------------
@@ -135,8 +150,8 @@ class DecoderState:
                 wav = self.conv(part, wav)
             elif kind == "DecoderDecoderBlock":
                 wav = self.block(part, wav)
-            else:  # SnakeBeta
-                wav = part(wav)
+            else:
+                wav = self.snake(part, wav)
         return wav.clamp(min=-1, max=1)[0, 0].float()
 
 
