@@ -147,6 +147,17 @@ def weight_bytes_per_frame(engine: Engine) -> int:
 
 
 # -- runs --------------------------------------------------------------------------------
+REFERENCE_TEXT = "This is how my own voice sounds on a quiet day."
+
+
+def reference_clip(seconds: float = 5.0, rate: int = 24000) -> np.ndarray:
+    """A voice-like test signal (harmonics with a wandering pitch) for the clone path."""
+    t = np.arange(int(seconds * rate)) / rate
+    pitch = 140 + 30 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / rate
+    wav = sum(np.sin(k * phase) / k for k in range(1, 8)) * (0.5 + 0.5 * np.sin(3 * t) ** 2)
+    return (0.3 * wav / np.abs(wav).max()).astype(np.float32)
+
 def run_official(folder: Path, dtype: torch.dtype, frames: int, repeats: int) -> dict:
     """The library's own path: generate_custom_voice, whole waveform at the end."""
     from .qwen_import import import_qwen_tts
@@ -160,14 +171,16 @@ def run_official(folder: Path, dtype: torch.dtype, frames: int, repeats: int) ->
         tts.model.speech_tokenizer.model.to(torch.float32)
         load_s = time.perf_counter() - start
         never = tts.model.config.talker_config.vocab_size  # an EOS id no logit can produce
-        speaker = next(iter(tts.model.config.talker_config.spk_id))
+        kwargs = dict(language="English", max_new_tokens=frames + 1, eos_token_id=never)
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            wavs, rate = tts.generate_custom_voice(
-                TEXT, speaker=speaker, language="English", max_new_tokens=frames + 1,
-                eos_token_id=never,
-            )
+            if tts.model.tts_model_type == "base":  # clone, the prompt made from the clip
+                wavs, rate = tts.generate_voice_clone(
+                    TEXT, ref_audio=(reference_clip(), 24000), ref_text=REFERENCE_TEXT, **kwargs)
+            else:
+                speaker = next(iter(tts.model.config.talker_config.spk_id))
+                wavs, rate = tts.generate_custom_voice(TEXT, speaker=speaker, **kwargs)
             times.append(time.perf_counter() - start)
     audio_s = len(wavs[0]) / rate
     total = min(times)
@@ -214,15 +227,22 @@ def run_ours(folder: Path, dtype: str, frames: int, repeats: int) -> dict:
         engine = Engine.load(str(folder), data_dir=REPO / ".cache", dtype=dtype)
         load_s = time.perf_counter() - start
         engine.generator.eos = -1  # never stop early: every run makes `frames` frames
-        speaker = engine.speakers[0]
-        for _ in engine.stream(TEXT, speaker=speaker, language="english", max_frames=4):
+        voice = {"speaker": engine.speakers[0]} if engine.speakers else {}
+        if engine.model_type == "base":  # like a cloned voice: its prompt is made once, cached
+            from .cloning import compute_clone_prompt
+
+            voice = {"clone": compute_clone_prompt(engine.model, reference_clip(),
+                                                   REFERENCE_TEXT)}
+        elif engine.model_type == "voice_design":
+            voice = {"instruct": "A calm, warm voice."}
+        for _ in engine.stream(TEXT, language="english", max_frames=4, **voice):
             pass  # warm-up, as the server does at start
         best = None
         for _ in range(repeats):
             timers, stats = Timers(), StreamStats()
             with timed_engine(engine, timers):
-                for _ in engine.stream(TEXT, speaker=speaker, language="english", stats=stats,
-                                       max_frames=frames):
+                for _ in engine.stream(TEXT, language="english", stats=stats,
+                                       max_frames=frames, **voice):
                     pass
             if best is None or stats.total_seconds < best[1].total_seconds:
                 best = (timers, stats)
@@ -416,7 +436,7 @@ def main(argv: list[str] | None = None) -> None:
         done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
         report["runs"].append(json.loads(done.stdout.strip().splitlines()[-1]))
         _LOGGER.info("%s", report["runs"][-1])
-    if not args.no_quality:
+    if not args.no_quality and args.type == "custom_voice":  # same layers in every type
         for dtype in ("bfloat16", "int8"):
             _LOGGER.info("Quality guard, %s", dtype)
             report["quality"][dtype] = {"projections": projection_errors(folder, dtype),
