@@ -201,3 +201,19 @@ def test_auto_precision_per_cpu():
     assert choose_precision("float32", amx).vocoder == torch.float32
     with pytest.raises(ValueError, match="unknown dtype"):
         choose_precision("float16")
+
+
+def test_repo_id_from_the_data_dir_cache(tiny_custom_voice, tmp_path):
+    """A repo id resolves through huggingface_hub's cache in <data_dir>/models; with
+    --local-files-only nothing is fetched and a missing model is a clear error."""
+    import shutil
+
+    repo = "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice"
+    cache = tmp_path / "models" / ("models--" + repo.replace("/", "--"))
+    shutil.copytree(tiny_custom_voice, cache / "snapshots" / "0123abcd")
+    (cache / "refs").mkdir()
+    (cache / "refs" / "main").write_text("0123abcd")
+    engine = Engine.load(repo, data_dir=tmp_path, local_files_only=True, dtype="float32")
+    assert engine.model_type == "custom_voice" and engine.model_name == repo
+    with pytest.raises(EngineLoadError, match="local-files-only"):
+        Engine.load("Qwen/Qwen3-TTS-12Hz-1.7B-Base", data_dir=tmp_path, local_files_only=True)
