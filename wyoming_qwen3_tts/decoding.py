@@ -106,6 +106,9 @@ class Stack:
         else:
             cos, sin = self._rotary(probe, positions)
         self.cos, self.sin = cos[0], sin[0]  # [length, head_dim]
+        # rotate_half(x) * sin == swap_halves(x) * sin_signed, with one op fewer and exact
+        half = self.sin.shape[-1] // 2
+        self.sin_signed = torch.cat((-self.sin[:, :half], self.sin[:, half:]), dim=-1)
 
     def reserve(self, length: int) -> None:
         """Make sure positions [0, length) fit; grows (never shrinks) the cache and tables."""
@@ -130,19 +133,20 @@ class Stack:
         t = x.shape[1]
         end = pos + t
         cos = self.cos[pos:end].view(1, 1, t, -1)
-        sin = self.sin[pos:end].view(1, 1, t, -1)
+        sin = self.sin_signed[pos:end].view(1, 1, t, -1)
+        norm = self._norm
         for i, layer in enumerate(self.layers):
             attn = layer.self_attn
-            h = layer.input_layernorm(x)
+            h = norm(layer.input_layernorm, x)
             if hasattr(attn, "qkv_proj"):  # fused by the loader (int8, bfloat16)
                 q, k, v = attn.qkv_proj(h).split(attn.qkv_split, dim=-1)
             else:
                 q, k, v = attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)
-            q = attn.q_norm(q.view(1, t, -1, self.head_dim)).transpose(1, 2)
-            k = attn.k_norm(k.view(1, t, -1, self.head_dim)).transpose(1, 2)
+            q = norm(attn.q_norm, q.view(1, t, -1, self.head_dim)).transpose(1, 2)
+            k = norm(attn.k_norm, k.view(1, t, -1, self.head_dim)).transpose(1, 2)
             v = v.view(1, t, -1, self.head_dim).transpose(1, 2)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
+            q = q * cos + _swap_halves(q) * sin
+            k = k * cos + _swap_halves(k) * sin
             self.cache.k[i, :, :, pos:end] = k
             self.cache.v[i, :, :, pos:end] = v
             keys = self.cache.k[i, :, :, :end]
@@ -155,8 +159,15 @@ class Stack:
             if t > 1 and pos > 0:  # not used by our loop; kept correct for completeness
                 raise NotImplementedError("multi-token steps after the prefill")
             x = x + attn.o_proj(out.transpose(1, 2).reshape(1, t, -1))
-            x = x + self._mlp(layer.mlp, layer.post_attention_layernorm(x))
-        return self.norm(x)
+            x = x + self._mlp(layer.mlp, norm(layer.post_attention_layernorm, x))
+        return norm(self.norm, x)
+
+    def _norm(self, module, x: torch.Tensor) -> torch.Tensor:
+        """The library's RMSNorm.  On float32 activations torch's rms_norm computes the same
+        values (x * rsqrt(mean(x^2) + eps) * weight) in one call instead of seven."""
+        if x.dtype == torch.float32 and module.weight.dtype == torch.float32:
+            return F.rms_norm(x, module.weight.shape, module.weight, module.variance_epsilon)
+        return module(x)
 
 
     @staticmethod
@@ -167,9 +178,9 @@ class Stack:
         return mlp(x)
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+def _swap_halves(x: torch.Tensor) -> torch.Tensor:
+    """[x1, x2] -> [x2, x1] along the last dimension (rotate_half without the sign)."""
+    return x.unflatten(-1, (2, -1)).flip(-2).flatten(-2)
 
 
 @dataclass
