@@ -324,10 +324,11 @@ def greedy_agreement(dtype: str, frames: int = 20) -> dict:
 def markdown(report: dict) -> str:
     m = report["machine"]
     lines = [
-        "# Benchmarks",
+        f"## {report['size']} {report['type']}" + (" (quick)" if report["quick"] else ""),
         "",
         "Produced by `python -m wyoming_qwen3_tts.bench"
-        + (" --quick" if report["quick"] else "") + f" --size {report['size']}` "
+        + (" --quick" if report["quick"] else "") + f" --size {report['size']} "
+        f"--type {report['type']}" + (" --server" if report.get("server") else "") + "` "
         f"on {report['date']}. Random weights at the published {report['size']} "
         f"{report['type']} geometry (compute is real, audio is noise), {report['frames']} frames "
         f"({report['frames'] * 0.08:.1f} s of audio) forced for every row, text of "
@@ -359,7 +360,7 @@ def markdown(report: dict) -> str:
     if report.get("quality"):
         lines += [
             "",
-            "## Quality guard (against float32)",
+            "### Quality guard (against float32)",
             "",
             "| precision | linear layers checked | mean relative error | max relative error "
             "| identical greedy frames (tiny model) | codes agreeing |",
@@ -371,14 +372,37 @@ def markdown(report: dict) -> str:
                          f"| {p['max_rel_error']} | {g['identical_leading_frames']} of "
                          f"{g['frames']} | {g['codes_agreeing']} |")
     if report.get("server"):
-        lines += ["", "## Through the Wyoming server", "",
+        lines += ["", "### Through the Wyoming server (precision auto)", "",
                   "| mode | first audio chunk s | total s | audio s | RTF |",
                   "|---|---|---|---|---|"]
         for s in report["server"]:
             lines.append(f"| {s['mode']} | {s['first_audio_s']} | {s['total_s']} "
                          f"| {s['audio_s']} | {s['rtf']} |")
-    lines += ["", "Reproduce: see README.md, section Benchmarks.", ""]
     return "\n".join(lines)
+
+
+HEADER = """# Benchmarks
+
+Written by `python -m wyoming_qwen3_tts.bench` (README.md, section Benchmarks, says how to
+reproduce it). Each section is one run of the command: the official `qwen-tts` path and this
+engine side by side, on one machine, in one run. Compare rows within a section; a later run
+of the same size and type replaces its section.
+"""
+
+
+def write_reports(md_path: Path, json_path: Path, report: dict) -> str:
+    """Add or replace this run's section in BENCHMARKS.md and results.json."""
+    key = f"{report['size']}-{report['type']}" + ("-quick" if report["quick"] else "")
+    results = json.loads(json_path.read_text()) if json_path.is_file() else {}
+    if "runs" in results:  # a single report from an older layout
+        results = {}
+    results[key] = report
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    sections = [markdown(results[k]) for k in sorted(results)]
+    text = HEADER + "\n" + "\n\n".join(sections) + "\n"
+    md_path.write_text(text, encoding="utf-8")
+    return markdown(report)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -446,11 +470,7 @@ def main(argv: list[str] | None = None) -> None:
 
         report["server"] = measure_server(folder, threads=threads, quick=args.quick)
 
-    text = markdown(report)
-    print(text)
-    Path(args.out).write_text(text, encoding="utf-8")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(write_reports(Path(args.out), Path(args.json), report))
 
 
 if __name__ == "__main__":
