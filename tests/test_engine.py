@@ -217,3 +217,26 @@ def test_repo_id_from_the_data_dir_cache(tiny_custom_voice, tmp_path):
     assert engine.model_type == "custom_voice" and engine.model_name == repo
     with pytest.raises(EngineLoadError, match="local-files-only"):
         Engine.load("Qwen/Qwen3-TTS-12Hz-1.7B-Base", data_dir=tmp_path, local_files_only=True)
+
+
+def test_cloned_voice_streams_after_its_reference(tiny_base, tmp_path_factory):
+    """A cloned voice (ICL) is decoded after its reference codes, as the library decodes
+    cat(reference, new) and cuts; the decoder state after the reference is made once."""
+    from wyoming_qwen3_tts.cloning import compute_clone_prompt
+
+    engine = load(tiny_base, tmp_path_factory, **GREEDY)
+    t = np.arange(3 * 24000) / 24000
+    clip = (0.3 * np.sin(2 * np.pi * 180 * t) * np.sin(2 * np.pi * 2 * t)).astype(np.float32)
+    clone = compute_clone_prompt(engine.model, clip, "A short sentence in my voice.")
+    assert clone.icl and len(clone.ref_codes) > 30
+    _, gen = engine.frames(TEXT, clone=clone, language="english", max_frames=20)
+    codes = torch.stack(list(gen))
+    with torch.inference_mode():
+        both = torch.cat([clone.ref_codes, codes]).T.unsqueeze(0)
+        whole = engine.decoder(both)[0, 0, len(clone.ref_codes) * 1920:].float().numpy()
+    first = pcm_samples(engine.stream(TEXT, clone=clone, language="english", max_frames=20))
+    assert len(first) == 20 * 1920
+    np.testing.assert_allclose(first / 32767.0, whole, atol=2e-4)
+    again = pcm_samples(engine.stream(TEXT, clone=clone, language="english", max_frames=20))
+    assert np.array_equal(first, again)  # from the cached state: the same samples
+    assert len(engine._context_states) == 1

@@ -23,7 +23,7 @@ from .decoding import FrameGenerator, FrameStats, Sampling
 from .loader import EngineLoadError, load_model, resolve_checkpoint
 from .precision import Precision, choose_precision, set_threads
 from .prompt import ClonePrompt, PromptBuilder
-from .vocoder import StreamingVocoder, stream_pcm
+from .vocoder import DecoderState, StreamingVocoder, stream_pcm
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ class Engine:
         self.generator = FrameGenerator(self.model, self.sampling, precision.activations)
         decoder = self.model.speech_tokenizer.model.decoder
         self.decoder = decoder
+        self._context_states: dict[int, tuple[torch.Tensor, DecoderState]] = {}
         self.samples_per_frame = int(decoder.total_upsample)
         self.sample_rate = int(self.model.speech_tokenizer.get_output_sample_rate())
         # the library leaves instructions out for the 0.6B built-in-voice checkpoints
@@ -177,7 +178,7 @@ class Engine:
 
     def _pcm(self, prompt, frames, frame_stats: FrameStats, stats: StreamStats,
              started: float, text: str, warn_at_cap: bool) -> Iterator[bytes]:
-        vocoder = StreamingVocoder(self.decoder, context_codes=prompt.context_codes)
+        vocoder = StreamingVocoder(self.decoder, state=self._vocoder_state(prompt.context_codes))
         samples = 0
         try:
             for pcm in stream_pcm(frames, vocoder):
@@ -195,6 +196,23 @@ class Engine:
             if frame_stats.hit_cap and warn_at_cap:
                 _LOGGER.warning("Frame cap hit (%d frames) for a %d-character text: the model did "
                                 "not stop by itself", stats.frames, len(text))
+
+    def _vocoder_state(self, context: torch.Tensor | None) -> DecoderState | None:
+        """The vocoder's state after a cloned voice's reference codes (the library decodes
+        them before the new ones).  Decoding 10 s of reference costs seconds on a CPU, so it
+        is done once per voice and each request goes on from a copy."""
+        if context is None:
+            return None
+        key = id(context)
+        cached = self._context_states.get(key)
+        if cached is None or cached[0] is not context:
+            state = DecoderState(self.decoder)
+            state.decode(context)
+            cached = (context, state)  # holding `context` keeps its id from being reused
+            self._context_states[key] = cached
+            while len(self._context_states) > 32:
+                self._context_states.pop(next(iter(self._context_states)))
+        return cached[1].copy()
 
     def warmup(self) -> None:
         """One short synthesis, so the first real request does not pay for lazy set-up."""

@@ -40,6 +40,15 @@ class DecoderState:
         self.position = 0  # frames decoded so far
         self._snake_params: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
+    def copy(self) -> DecoderState:
+        """An independent state to go on from here.  Cheap: the state's tensors are only
+        ever replaced, never written in place, so the copies share them."""
+        twin = DecoderState.__new__(DecoderState)
+        twin.__dict__.update(self.__dict__)
+        twin.conv_state, twin.overhang = dict(self.conv_state), dict(self.overhang)
+        twin.keys, twin.values = list(self.keys), list(self.values)
+        return twin
+
     # -- SnakeBeta: x + 1/b * sin(a x)^2 ---------------------------------------------------
     def snake(self, module, x: torch.Tensor) -> torch.Tensor:
         """The library's SnakeBeta, with exp(alpha) and 1/(exp(beta) + eps) computed once
@@ -165,8 +174,9 @@ class StreamingVocoder:
     early, later ones larger because every decoder call has a fixed cost."""
 
     def __init__(self, decoder, schedule: Sequence[int] = (3, 6, 12),
-                 context_codes: torch.Tensor | None = None) -> None:
-        self.state = DecoderState(decoder)
+                 context_codes: torch.Tensor | None = None,
+                 state: DecoderState | None = None) -> None:
+        self.state = state if state is not None else DecoderState(decoder)
         self.samples_per_frame = int(decoder.total_upsample)
         self.schedule = list(schedule)
         self._pending: list[torch.Tensor] = []
