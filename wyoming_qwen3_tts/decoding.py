@@ -138,15 +138,18 @@ class Stack:
         for i, layer in enumerate(self.layers):
             attn = layer.self_attn
             h = norm(layer.input_layernorm, x)
-            if hasattr(attn, "qkv_proj"):  # fused by the loader (int8, bfloat16)
-                q, k, v = attn.qkv_proj(h).split(attn.qkv_split, dim=-1)
+            if hasattr(attn, "qk_norm_weight"):  # fused by the loader, float32 activations
+                q, k, v = self._fused_qkv(attn, h, t, cos, sin)
             else:
-                q, k, v = attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)
-            q = norm(attn.q_norm, q.view(1, t, -1, self.head_dim)).transpose(1, 2)
-            k = norm(attn.k_norm, k.view(1, t, -1, self.head_dim)).transpose(1, 2)
-            v = v.view(1, t, -1, self.head_dim).transpose(1, 2)
-            q = q * cos + _swap_halves(q) * sin
-            k = k * cos + _swap_halves(k) * sin
+                if hasattr(attn, "qkv_proj"):
+                    q, k, v = attn.qkv_proj(h).split(attn.qkv_split, dim=-1)
+                else:
+                    q, k, v = attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)
+                q = norm(attn.q_norm, q.view(1, t, -1, self.head_dim)).transpose(1, 2)
+                k = norm(attn.k_norm, k.view(1, t, -1, self.head_dim)).transpose(1, 2)
+                v = v.view(1, t, -1, self.head_dim).transpose(1, 2)
+                q = q * cos + _swap_halves(q) * sin
+                k = k * cos + _swap_halves(k) * sin
             self.cache.k[i, :, :, pos:end] = k
             self.cache.v[i, :, :, pos:end] = v
             keys = self.cache.k[i, :, :, :end]
@@ -161,6 +164,19 @@ class Stack:
             x = x + attn.o_proj(out.transpose(1, 2).reshape(1, t, -1))
             x = x + self._mlp(layer.mlp, norm(layer.post_attention_layernorm, x))
         return norm(self.norm, x)
+
+    def _fused_qkv(self, attn, h: torch.Tensor, t: int, cos, sin):
+        """q and k normed and rotated together: one norm, one rope instead of two each
+        (every small op costs microseconds of dispatch, a few hundred times a frame)."""
+        q_size, k_size, _ = attn.qkv_split
+        heads = (q_size + k_size) // self.head_dim
+        qk, v = attn.qkv_proj(h).split([q_size + k_size, attn.qkv_split[2]], dim=-1)
+        qk = F.rms_norm(qk.view(1, t, heads, self.head_dim), (self.head_dim,), None,
+                        attn.q_norm.variance_epsilon) * attn.qk_norm_weight
+        qk = qk.transpose(1, 2)
+        qk = qk * cos + _swap_halves(qk) * sin
+        q, k = qk.split([q_size // self.head_dim, k_size // self.head_dim], dim=1)
+        return q, k, v.view(1, t, -1, self.head_dim).transpose(1, 2)
 
     def _norm(self, module, x: torch.Tensor) -> torch.Tensor:
         """The library's RMSNorm.  On float32 activations torch's rms_norm computes the same

@@ -248,6 +248,11 @@ def load_model(folder: Path, precision: Precision):
     elif precision.generation == "int8":
         for layer in [*talker.model.layers, *talker.code_predictor.model.layers]:
             _quantize(layer)
+            # q and k heads normed in one call (decoding.Stack): their weights side by side
+            attn = layer.self_attn
+            q_heads, k_heads = (n // attn.head_dim for n in attn.qkv_split[:2])
+            attn.qk_norm_weight = torch.cat([attn.q_norm.weight.expand(q_heads, -1),
+                                             attn.k_norm.weight.expand(k_heads, -1)])
         _quantize(talker)  # what is left: heads, projections, norms, embeddings
     model.speech_tokenizer.model.to(precision.vocoder)
     if model.speaker_encoder is not None:

@@ -173,7 +173,7 @@ class StreamingVocoder:
     """Collects frames and decodes them in chunks; the first chunk is small so audio starts
     early, later ones larger because every decoder call has a fixed cost."""
 
-    def __init__(self, decoder, schedule: Sequence[int] = (3, 6, 12),
+    def __init__(self, decoder, schedule: Sequence[int] = (3, 8, 16),
                  context_codes: torch.Tensor | None = None,
                  state: DecoderState | None = None) -> None:
         self.state = state if state is not None else DecoderState(decoder)
