@@ -886,16 +886,7 @@ def test_init_creates_the_voices_folder(tmp_path):
 # The real server, started the way the add-on starts it
 # =============================================================================================
 
-SERVER_MAIN = ROOT / "wyoming_qwen3_tts" / "__main__.py"
-
-
-def _needs_server():
-    if not SERVER_MAIN.exists():
-        pytest.skip("the server's CLI (wyoming_qwen3_tts/__main__.py) does not exist yet")
-
-
 def test_server_cli_accepts_every_flag_the_addon_passes(tmp_path, config):
-    _needs_server()
     result = subprocess.run(
         [sys.executable, "-m", "wyoming_qwen3_tts", "--help"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
@@ -974,7 +965,6 @@ async def _raw_describe(port: int) -> str:
 
 @pytest.mark.timeout(600)
 async def test_server_started_like_the_addon_answers_describe(request, tmp_path, config):
-    _needs_server()
     try:  # the suite's shared tiny checkpoint (tests/conftest.py) ...
         checkpoint = request.getfixturevalue("tiny_custom_voice")
     except pytest.FixtureLookupError:  # ... or one built here, the same way
