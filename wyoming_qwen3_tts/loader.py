@@ -84,9 +84,10 @@ def resolve_checkpoint(model: str, data_dir: Path, local_files_only: bool = Fals
                                    local_files_only=local_files_only,
                                    tqdm_class=_progress_class())
     except LocalEntryNotFoundError as err:
-        raise EngineLoadError(
-            f"{model} is not in {cache_dir} and downloads are off (--local-files-only)"
-        ) from err
+        # also raised when the hub cannot be reached and nothing is cached yet
+        why = ("downloads are off (--local-files-only)" if local_files_only
+               else f"the download failed: {err}")
+        raise EngineLoadError(f"{model} is not in {cache_dir} and {why}") from err
     except Exception as err:  # network errors, unknown repo, disk full...
         raise EngineLoadError(f"could not download {model}: {err}") from err
     return Path(folder)
