@@ -131,6 +131,8 @@ class Stack:
     def forward(self, x: torch.Tensor, pos: int) -> torch.Tensor:
         """Run x [1, T, hidden] at positions pos..pos+T-1; returns the normed hidden states."""
         t = x.shape[1]
+        if t > 1 and pos > 0:  # our loop never does this: attention below assumes it
+            raise ValueError("several tokens at once only for the prefill, from position 0")
         end = pos + t
         cos = self.cos[pos:end].view(1, 1, t, -1)
         sin = self.sin_signed[pos:end].view(1, 1, t, -1)
@@ -159,8 +161,6 @@ class Stack:
                 q, keys, values, is_causal=(t > 1 and pos == 0), scale=attn.scaling,
                 enable_gqa=True,
             )
-            if t > 1 and pos > 0:  # not used by our loop; kept correct for completeness
-                raise NotImplementedError("multi-token steps after the prefill")
             x = x + attn.o_proj(out.transpose(1, 2).reshape(1, t, -1))
             x = x + self._mlp(layer.mlp, norm(layer.post_attention_layernorm, x))
         return norm(self.norm, x)

@@ -40,22 +40,14 @@ class StreamStats:
     hit_frame_cap: bool = False
     frame_cap: int = 0
     first_audio_seconds: float | None = None
-    prefill_seconds: float | None = None
     total_seconds: float = 0.0
     audio_seconds: float = 0.0
 
 
 def text_weight(text: str) -> float:
     """How much speech a text holds, in 'Latin characters': CJK characters count ~3x."""
-    weight = 0.0
-    for ch in text:
-        if ch.isspace():
-            weight += 1
-        elif unicodedata.east_asian_width(ch) in ("W", "F"):
-            weight += 3
-        else:
-            weight += 1
-    return weight
+    return float(sum(3 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+                     for ch in text))
 
 
 class Engine:

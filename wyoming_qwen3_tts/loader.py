@@ -220,7 +220,8 @@ def load_model(folder: Path, precision: Precision):
     path); bfloat16 keeps it; int8 quantizes its linear layers layer by layer.  Besides, for
     bfloat16 and int8: q/k/v and gate/up are fused, the text embedding stays on disk
     (MappedEmbedding), and the speech tokenizer's encoder is dropped unless the model clones
-    voices.  Loading the 0.6B model for int8 this way peaks near 2.5 GB instead of 5.9 GB.
+    voices.  The 0.6B model in int8 then serves in about 2 GB of RSS (5.3 GB for the official
+    float32 path); see BENCHMARKS.md.
     """
     config = read_checkpoint_config(folder)
     _tune_allocator()
@@ -228,8 +229,7 @@ def load_model(folder: Path, precision: Precision):
     started = time.monotonic()
     try:
         tts = qwen_tts.Qwen3TTSModel.from_pretrained(str(folder), dtype="auto",
-                                                     local_files_only=True,
-                                                     low_cpu_mem_usage=True)
+                                                     local_files_only=True)
     except Exception as err:
         raise EngineLoadError(f"could not load {folder}: {err}") from err
     model = tts.model.eval()

@@ -174,16 +174,13 @@ class StreamingVocoder:
     early, later ones larger because every decoder call has a fixed cost."""
 
     def __init__(self, decoder, schedule: Sequence[int] = (3, 8, 16),
-                 context_codes: torch.Tensor | None = None,
                  state: DecoderState | None = None) -> None:
+        # `state`: where to go on from, e.g. after a cloned voice's reference codes
         self.state = state if state is not None else DecoderState(decoder)
         self.samples_per_frame = int(decoder.total_upsample)
         self.schedule = list(schedule)
         self._pending: list[torch.Tensor] = []
         self._chunks_done = 0
-        if context_codes is not None and len(context_codes):
-            # frames before ours (a cloned voice's reference): heard by the decoder, not sent
-            self.state.decode(context_codes)
 
     def _decode(self) -> np.ndarray:
         wav = self.state.decode(torch.stack(self._pending)).numpy()
