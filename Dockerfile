@@ -24,7 +24,9 @@ ENV \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     S6_CMD_WAIT_FOR_SERVICES_MAXTIME=0
 
-# 1. Python and netcat (for the health check and the discovery service).
+# 1. Python, netcat (for the health check and the discovery service) and a C compiler: the
+#    decode loop's fused kernels (wyoming_qwen3_tts/kernels.c) are compiled at start for the
+#    CPU the add-on runs on (-march=native), in under a second; without them it is slower.
 # 2. torch, CPU build only, from the PyTorch CPU wheel index: the default index would
 #    hand out a multi-GB CUDA build.
 # 3. The Qwen3-TTS model code without its declared dependencies (gradio, torchaudio with
@@ -35,6 +37,8 @@ RUN \
     apt-get update \
     && apt-get install -y --no-install-recommends \
         ca-certificates \
+        gcc \
+        libc6-dev \
         netcat-openbsd \
         python3 \
         python3-venv \

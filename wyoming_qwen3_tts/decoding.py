@@ -80,7 +80,7 @@ class Stack:
     """A decoder stack of the library (talker or code predictor) driven by our own forward."""
 
     def __init__(self, layers, norm, rotary, head_dim: int, kv_heads: int, multimodal: bool,
-                 dtype: torch.dtype, initial_length: int) -> None:
+                 dtype: torch.dtype, initial_length: int, kernels=None) -> None:
         self.layers = list(layers)
         self.norm = norm
         self.head_dim = head_dim
@@ -91,6 +91,8 @@ class Stack:
         self.cache = KVCache(len(self.layers), kv_heads, head_dim, initial_length, dtype)
         self.cos = self.sin = torch.empty(0)
         self._rope_table(initial_length)
+        # one token at a time through kernels.c (int8 layers, float32 activations)
+        self._fused = FusedStep(self, kernels) if kernels and FusedStep.supports(self) else None
 
     def _rope_table(self, length: int) -> None:
         """cos/sin for positions [0, length), computed by the library's own rotary module.
@@ -105,7 +107,7 @@ class Stack:
             cos, sin = cos[0], sin[0]
         else:
             cos, sin = self._rotary(probe, positions)
-        self.cos, self.sin = cos[0], sin[0]  # [length, head_dim]
+        self.cos, self.sin = cos[0].contiguous(), sin[0].contiguous()  # [length, head_dim]
         # rotate_half(x) * sin == swap_halves(x) * sin_signed, with one op fewer and exact
         half = self.sin.shape[-1] // 2
         self.sin_signed = torch.cat((-self.sin[:, :half], self.sin[:, half:]), dim=-1)
@@ -131,6 +133,8 @@ class Stack:
     def forward(self, x: torch.Tensor, pos: int) -> torch.Tensor:
         """Run x [1, T, hidden] at positions pos..pos+T-1; returns the normed hidden states."""
         t = x.shape[1]
+        if self._fused is not None and t <= self._fused.max_tokens:
+            return self._fused(x, pos)
         if t > 1 and pos > 0:  # our loop never does this: attention below assumes it
             raise ValueError("several tokens at once only for the prefill, from position 0")
         end = pos + t
@@ -194,6 +198,111 @@ class Stack:
         return mlp(x)
 
 
+class FusedStep:
+    """Stack.forward for a few tokens, with kernels.c between the four int8 products a layer:
+
+        h = norm(x); qkv = W_qkv h; att = attend(qkv)      (q/k norm, rope, cache, softmax)
+        x += W_o att; h = norm(x); a = silu_mul(W_gu h); x += W_down a; h = norm(x) ...
+
+    The same arithmetic as Stack.forward's torch operations, in float32, in 4 calls a layer
+    instead of ~40 (each torch call costs microseconds of dispatch).  Used for single steps
+    and the code predictor's 2-token start; a long prompt's prefill stays with torch, whose
+    attention uses every core.  Pointers into the KV cache are rebound whenever the stack
+    grows or shrinks it.
+    """
+
+    max_tokens = 16
+
+    def __init__(self, stack: Stack, kernels) -> None:
+        self.stack, self.kernels = stack, kernels
+        first = stack.layers[0]
+        self.hidden = first.input_layernorm.weight.shape[0]
+        self.inter = first.mlp.down_proj.in_features
+        self.heads = first.self_attn.qkv_split[0] // stack.head_dim
+        self.norms = [(layer.input_layernorm.weight.data_ptr(),
+                       layer.input_layernorm.variance_epsilon,
+                       layer.post_attention_layernorm.weight.data_ptr(),
+                       layer.post_attention_layernorm.variance_epsilon)
+                      for layer in stack.layers]
+        self.final_norm = (stack.norm.weight.data_ptr(), stack.norm.variance_epsilon)
+        # the int8 products called as the op itself: the module's __call__ costs ~13 us more
+        self.products = [tuple(_int8_op_args(m) for m in _products(layer))
+                         for layer in stack.layers]
+        self.bound_to = None
+
+    @staticmethod
+    def supports(stack: Stack) -> bool:
+        def norm_ok(norm) -> bool:
+            return norm.weight.dtype == torch.float32 and norm.weight.is_contiguous()
+
+        return stack.dtype == torch.float32 and norm_ok(stack.norm) and all(
+            hasattr(layer.self_attn, "qk_norm_weight") and hasattr(layer.mlp, "gate_up_proj")
+            and norm_ok(layer.input_layernorm) and norm_ok(layer.post_attention_layernorm)
+            and all(_int8_op_args(m) for m in _products(layer))
+            for layer in stack.layers
+        )
+
+    def _bind(self) -> None:
+        from .kernels import Attention
+
+        stack, cache = self.stack, self.stack.cache
+        self.scratch = torch.empty(cache.length)  # one row of attention weights
+        self.attention = [
+            Attention(layer.self_attn.qk_norm_weight.data_ptr(), cache.k[i].data_ptr(),
+                      cache.v[i].data_ptr(), self.scratch.data_ptr(), self.heads,
+                      stack.kv_heads, stack.head_dim, cache.length,
+                      layer.self_attn.q_norm.variance_epsilon, layer.self_attn.scaling)
+            for i, layer in enumerate(stack.layers)
+        ]
+        self.bound_to = cache
+
+    def __call__(self, x: torch.Tensor, pos: int) -> torch.Tensor:
+        stack, k = self.stack, self.kernels
+        if self.bound_to is not stack.cache:
+            self._bind()
+        t, hidden = x.shape[1], self.hidden
+        residual = x.to(torch.float32, copy=True).contiguous()
+        h = torch.empty(1, t, hidden)
+        att = torch.empty(1, t, self.heads * stack.head_dim)
+        act = torch.empty(1, t, self.inter)
+        out = torch.empty(1, t, hidden)
+        x_p, h_p, att_p, act_p = (residual.data_ptr(), h.data_ptr(), att.data_ptr(),
+                                  act.data_ptr())
+        cos_p, sin_p = stack.cos.data_ptr(), stack.sin_signed.data_ptr()
+        last = len(stack.layers) - 1
+        linear = torch.ops.quantized.linear_dynamic
+        k.rms_norm(h_p, x_p, self.norms[0][0], hidden, self.norms[0][1], t)
+        for i, (qkv_w, o_w, gate_up_w, down_w) in enumerate(self.products):
+            _, _, post_w, post_eps = self.norms[i]
+            qkv = linear(h, *qkv_w)
+            k.attend(self.attention[i], qkv.data_ptr(), cos_p, sin_p, pos, t, att_p)
+            y = linear(att, *o_w)
+            k.add_rms_norm(x_p, y.data_ptr(), h_p, post_w, hidden, post_eps, t)
+            gu = linear(h, *gate_up_w)
+            k.silu_mul(act_p, gu.data_ptr(), self.inter, t)
+            y = linear(act, *down_w)
+            next_w, next_eps = self.final_norm if i == last else self.norms[i + 1][:2]
+            k.add_rms_norm(x_p, y.data_ptr(), out.data_ptr() if i == last else h_p,
+                           next_w, hidden, next_eps, t)
+        return out
+
+
+def _products(layer) -> tuple:
+    return (layer.self_attn.qkv_proj, layer.self_attn.o_proj, layer.mlp.gate_up_proj,
+            layer.mlp.down_proj)
+
+
+def _int8_op_args(module) -> tuple | None:
+    """(packed weights, reduce_range) of an fbgemm dynamic int8 linear, as its forward passes
+    them to `quantized::linear_dynamic`; None for any other module."""
+    params = getattr(module, "_packed_params", None)
+    if not isinstance(module, torch.ao.nn.quantized.dynamic.Linear) or \
+            getattr(params, "dtype", None) != torch.qint8:
+        return None
+    version = getattr(module, "version", None)
+    return (params._packed_params, version is not None and version >= 4)
+
+
 def _swap_halves(x: torch.Tensor) -> torch.Tensor:
     """[x1, x2] -> [x2, x1] along the last dimension (rotate_half without the sign)."""
     return x.unflatten(-1, (2, -1)).flip(-2).flatten(-2)
@@ -210,7 +319,7 @@ class FrameStats:
 class FrameGenerator:
     """Generates frames (16 codes each) for one prompt at a time."""
 
-    def __init__(self, model, sampling: Sampling, dtype: torch.dtype) -> None:
+    def __init__(self, model, sampling: Sampling, dtype: torch.dtype, kernels=None) -> None:
         talker = model.talker
         tcfg = model.config.talker_config
         pcfg = tcfg.code_predictor_config
@@ -228,13 +337,14 @@ class FrameGenerator:
             talker.model.layers, talker.model.norm, talker.model.rotary_emb,
             head_dim=getattr(tcfg, "head_dim", tcfg.hidden_size // tcfg.num_attention_heads),
             kv_heads=tcfg.num_key_value_heads, multimodal=True, dtype=dtype, initial_length=512,
+            kernels=kernels,
         )
         self.predictor_stack = Stack(
             self.predictor.model.layers, self.predictor.model.norm,
             self.predictor.model.rotary_emb,
             head_dim=getattr(pcfg, "head_dim", pcfg.hidden_size // pcfg.num_attention_heads),
             kv_heads=pcfg.num_key_value_heads, multimodal=False, dtype=dtype,
-            initial_length=self.groups + 1,
+            initial_length=self.groups + 1, kernels=kernels,
         )
         self.codec_embedding = talker.get_input_embeddings()
         self.sub_embeddings = self.predictor.get_input_embeddings()

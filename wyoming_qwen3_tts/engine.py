@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from . import kernels
 from .decoding import FrameGenerator, FrameStats, Sampling
 from .loader import EngineLoadError, load_model, resolve_checkpoint
 from .precision import Precision, choose_precision, set_threads
@@ -72,7 +73,11 @@ class Engine:
             name for name in (tcfg.codec_language_id or {}) if "dialect" not in name
         ]
         self.prompts = PromptBuilder(self.model, tts.processor, precision.activations)
-        self.generator = FrameGenerator(self.model, self.sampling, precision.activations)
+        # the fused kernels serve the int8 layers; float32 stays the library's exact arithmetic
+        self.generator = FrameGenerator(
+            self.model, self.sampling, precision.activations,
+            kernels=kernels.load() if precision.generation == "int8" else None,
+        )
         decoder = self.model.speech_tokenizer.model.decoder
         self.decoder = decoder
         self._context_states: dict[int, tuple[torch.Tensor, DecoderState]] = {}

@@ -1,0 +1,121 @@
+"""The fused single-token kernels of kernels.c: compiled on this machine, loaded with ctypes.
+
+Why C: between its four int8 products, a decoder layer step does ~40 small torch operations
+(norms, rotary embedding, cache writes, attention, SiLU) whose dispatch costs more than their
+arithmetic; kernels.c does them in four calls.  Measured on the 0.6B model (BENCHMARKS.md).
+
+Why compiled here, at first use: `-march=native` picks the vector instructions of the CPU the
+server runs on (AVX2 on a mini-PC, AVX-512 on a Xeon, NEON on a Pi), and no build step or
+torch headers are needed at install time.  The library is cached, keyed by the source, the
+compiler and the CPU.  Without a C compiler (or with QWEN3_TTS_KERNELS=0) the decode loop runs
+the same arithmetic as torch operations: slower, never wrong.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from functools import cache
+from pathlib import Path
+
+from .precision import cpu_flags
+
+_LOGGER = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("kernels.c")
+FLAG_SETS = (
+    ["-O3", "-march=native", "-fopenmp-simd"],
+    ["-O3", "-fopenmp-simd"],  # compilers that know no -march=native
+)
+
+
+class Attention(ctypes.Structure):
+    """kernels.c's `Attention`: what one layer's attention block needs besides the step."""
+
+    _fields_ = [
+        ("qk_norm_weight", ctypes.c_void_p),
+        ("k_cache", ctypes.c_void_p),
+        ("v_cache", ctypes.c_void_p),
+        ("scratch", ctypes.c_void_p),
+        ("heads", ctypes.c_int),
+        ("kv_heads", ctypes.c_int),
+        ("head_dim", ctypes.c_int),
+        ("capacity", ctypes.c_int),
+        ("eps", ctypes.c_float),
+        ("scale", ctypes.c_float),
+    ]
+
+
+def _signatures(lib: ctypes.CDLL) -> ctypes.CDLL:
+    p, i, f = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
+    lib.rms_norm.argtypes = [p, p, p, i, f, i]
+    lib.add_rms_norm.argtypes = [p, p, p, p, i, f, i]
+    lib.silu_mul.argtypes = [p, p, i, i]
+    lib.attend.argtypes = [ctypes.POINTER(Attention), p, p, p, i, i, p]
+    for fn in (lib.rms_norm, lib.add_rms_norm, lib.silu_mul, lib.attend):
+        fn.restype = None
+    return lib
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "wyoming-qwen3-tts" / "kernels"
+
+
+def _build(cc: str, flags: list[str], target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        out = Path(tmp) / target.name
+        subprocess.run([cc, *flags, "-fPIC", "-shared", "-o", str(out), str(SOURCE), "-lm"],
+                       check=True, capture_output=True, timeout=120)
+        os.replace(out, target)  # atomic: a concurrent server sees all of it or nothing
+
+
+@cache
+def load(cache_dir: Path | None = None) -> ctypes.CDLL | None:
+    """The compiled kernels, or None (then the decode loop uses torch operations)."""
+    if os.environ.get("QWEN3_TTS_KERNELS", "1").strip().lower() in ("0", "false", "no", "off"):
+        _LOGGER.info("Fused kernels switched off (QWEN3_TTS_KERNELS)")
+        return None
+    cc = _compiler()
+    if cc is None:
+        _LOGGER.warning("No C compiler found: the decode loop runs without its fused kernels "
+                        "(slower; install gcc to speed it up)")
+        return None
+    try:
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True,
+                                 timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        version = ""
+    folder = Path(cache_dir) if cache_dir else _cache_dir()
+    errors = []
+    for flags in FLAG_SETS:
+        key = hashlib.sha256("\n".join([
+            SOURCE.read_text(encoding="utf-8"), version, " ".join(flags), platform.machine(),
+            " ".join(sorted(cpu_flags())),
+        ]).encode()).hexdigest()[:16]
+        target = folder / f"kernels-{key}.so"
+        try:
+            if not target.is_file():
+                _LOGGER.info("Compiling the fused kernels (%s %s)", cc, " ".join(flags))
+                _build(cc, flags, target)
+            return _signatures(ctypes.CDLL(str(target)))
+        except (OSError, subprocess.SubprocessError) as err:
+            detail = getattr(err, "stderr", b"") or b""
+            errors.append(f"{' '.join(flags)}: {err} {detail.decode(errors='replace')[-300:]}")
+    _LOGGER.warning("Could not build the fused kernels, running without them: %s",
+                    "; ".join(errors))
+    return None
