@@ -75,7 +75,7 @@ def test_attend_matches_torch(lib, pos, tokens):
     qkv = torch.randn(tokens, (heads + 2 * kv) * d) * 3
 
     ours_k, ours_v = history_k.clone(), history_v.clone()
-    scratch, out = torch.empty(capacity), torch.empty(tokens, heads * d)
+    scratch, out = torch.empty(heads // kv, capacity), torch.empty(tokens, heads * d)
     block = Attention(weight.data_ptr(), ours_k.data_ptr(), ours_v.data_ptr(),
                       scratch.data_ptr(), heads, kv, d, capacity, 1e-6, d ** -0.5)
     lib.attend(block, qkv.data_ptr(), cos.data_ptr(), sin_signed.data_ptr(), pos, tokens,

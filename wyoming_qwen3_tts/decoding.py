@@ -246,7 +246,8 @@ class FusedStep:
         from .kernels import Attention
 
         stack, cache = self.stack, self.stack.cache
-        self.scratch = torch.empty(cache.length)  # one row of attention weights
+        # attention weights of the q heads that share a kv head
+        self.scratch = torch.empty(self.heads // stack.kv_heads, cache.length)
         self.attention = [
             Attention(layer.self_attn.qk_norm_weight.data_ptr(), cache.k[i].data_ptr(),
                       cache.v[i].data_ptr(), self.scratch.data_ptr(), self.heads,

@@ -68,52 +68,68 @@ typedef struct {
     const float *qk_norm_weight; /* [(heads + kv_heads) * head_dim]: q heads', then k heads' */
     float *k_cache;              /* [kv_heads][capacity][head_dim] of this layer */
     float *v_cache;
-    float *scratch;              /* >= capacity floats */
+    float *scratch;              /* [heads / kv_heads][capacity] */
     int heads, kv_heads, head_dim, capacity;
     float eps, scale;
 } Attention;
 
-/* One token at position `pos`: q/k normed per head, rotated (x*cos + swap_halves(x)*sin_signed),
- * k and v stored at `pos`, then softmax(q.K^T * scale).V over positions 0..pos for every q head
- * (grouped-query: q head h reads kv head h / (heads / kv_heads)).  qkv = [q | k | v] of this
- * token; cos and sin_signed are the rope rows of `pos`; out = [heads * head_dim]. */
+/* q or k of one head: normed (x / rms * w), then rotated (x*cos + swap_halves(x)*sin_signed) */
+static void norm_rope(float *out, const float *x, const float *w, const float *cos,
+                      const float *sin_signed, int d, float eps) {
+    const int half = d / 2;
+    float normed[d];
+    norm_into(normed, x, w, d, eps);
+    for (int i = 0; i < half; i++) {
+        out[i] = normed[i] * cos[i] + normed[i + half] * sin_signed[i];
+        out[i + half] = normed[i + half] * cos[i + half] + normed[i] * sin_signed[i + half];
+    }
+}
+
+/* One token at position `pos`: k and v stored at `pos`, then softmax(q.K^T * scale).V over
+ * positions 0..pos for every q head (grouped-query: q head h reads kv head h / group).
+ * qkv = [q | k | v] of this token; cos and sin_signed are the rope rows of `pos`;
+ * out = [heads * head_dim].  The q heads of a group are done together, so that each cached
+ * key and value is read once. */
 static void attend_one(const Attention *a, const float *qkv, const float *cos,
                        const float *sin_signed, int pos, float *out) {
-    const int d = a->head_dim, half = d / 2, group = a->heads / a->kv_heads;
+    const int d = a->head_dim, group = a->heads / a->kv_heads, n = pos + 1;
     const float *v_in = qkv + (a->heads + a->kv_heads) * d;
-    float normed[d], q[d];
+    float q[group][d];
     for (int g = 0; g < a->kv_heads; g++) {
-        float *k = a->k_cache + ((long)g * a->capacity + pos) * d;
-        const float *w = a->qk_norm_weight + (a->heads + g) * d;
-        norm_into(normed, qkv + (a->heads + g) * d, w, d, a->eps);
-        for (int i = 0; i < d; i++)
-            k[i] = normed[i] * cos[i] + normed[(i + half) % d] * sin_signed[i];
-        float *v = a->v_cache + ((long)g * a->capacity + pos) * d;
-        for (int i = 0; i < d; i++) v[i] = v_in[g * d + i];
-    }
-    for (int h = 0; h < a->heads; h++) {
-        const int g = h / group;
-        const float *keys = a->k_cache + (long)g * a->capacity * d;
-        const float *values = a->v_cache + (long)g * a->capacity * d;
-        norm_into(normed, qkv + h * d, a->qk_norm_weight + h * d, d, a->eps);
-        for (int i = 0; i < d; i++)
-            q[i] = normed[i] * cos[i] + normed[(i + half) % d] * sin_signed[i];
-        float *p = a->scratch, top = -INFINITY, total = 0.0f;
-        for (int t = 0; t <= pos; t++) {
-            p[t] = dot(q, keys + (long)t * d, d) * a->scale;
-            if (p[t] > top) top = p[t];
+        float *keys = a->k_cache + (long)g * a->capacity * d;
+        float *values = a->v_cache + (long)g * a->capacity * d;
+        norm_rope(keys + (long)pos * d, qkv + (a->heads + g) * d,
+                  a->qk_norm_weight + (a->heads + g) * d, cos, sin_signed, d, a->eps);
+        for (int i = 0; i < d; i++) values[(long)pos * d + i] = v_in[g * d + i];
+        for (int j = 0; j < group; j++) {
+            const int h = g * group + j;
+            norm_rope(q[j], qkv + h * d, a->qk_norm_weight + h * d, cos, sin_signed, d,
+                      a->eps);
         }
-        for (int t = 0; t <= pos; t++) {
-            p[t] = expf(p[t] - top);
-            total += p[t];
+        for (int t = 0; t < n; t++) {  /* scores p[j][t] = q_j . k_t * scale */
+            const float *key = keys + (long)t * d;
+            for (int j = 0; j < group; j++)
+                a->scratch[(long)j * a->capacity + t] = dot(q[j], key, d) * a->scale;
         }
-        float *o = out + h * d;
-        for (int i = 0; i < d; i++) o[i] = 0.0f;
-        for (int t = 0; t <= pos; t++) {
-            const float weight = p[t] / total;
-            const float *v = values + (long)t * d;
+        for (int j = 0; j < group; j++) {  /* softmax over t */
+            float *p = a->scratch + (long)j * a->capacity, top = -INFINITY, total = 0.0f;
+            for (int t = 0; t < n; t++) top = p[t] > top ? p[t] : top;
+            for (int t = 0; t < n; t++) {
+                p[t] = expf(p[t] - top);
+                total += p[t];
+            }
+            for (int t = 0; t < n; t++) p[t] /= total;
+            float *o = out + (g * group + j) * d;
+            for (int i = 0; i < d; i++) o[i] = 0.0f;
+        }
+        for (int t = 0; t < n; t++) {  /* out_j = sum_t p[j][t] v_t */
+            const float *value = values + (long)t * d;
+            for (int j = 0; j < group; j++) {
+                const float weight = a->scratch[(long)j * a->capacity + t];
+                float *o = out + (g * group + j) * d;
 #pragma omp simd
-            for (int i = 0; i < d; i++) o[i] += weight * v[i];
+                for (int i = 0; i < d; i++) o[i] += weight * value[i];
+            }
         }
     }
 }
