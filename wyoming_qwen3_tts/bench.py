@@ -228,7 +228,14 @@ def timed_engine(engine: Engine, timers: Timers):
         del gen._other_codes
 
 
+TORCH_OPS = "-torch-ops"  # e.g. "int8-torch-ops": int8 without the fused kernels (A/B)
+
+
 def run_ours(folder: Path, dtype: str, frames: int, repeats: int) -> dict:
+    torch_ops = dtype.endswith(TORCH_OPS)
+    if torch_ops:  # this process only: each configuration runs in its own
+        os.environ["QWEN3_TTS_KERNELS"] = "0"
+        dtype = dtype.removesuffix(TORCH_OPS)
     with PeakRSS() as rss:
         start = time.perf_counter()
         engine = Engine.load(str(folder), data_dir=REPO / ".cache", dtype=dtype)
@@ -260,7 +267,10 @@ def run_ours(folder: Path, dtype: str, frames: int, repeats: int) -> dict:
     gen_ms = per_frame.get("talker", 0) + per_frame.get("code_predictor", 0)
     bytes_per_frame = weight_bytes_per_frame(engine)
     result = {
-        "name": f"ours ({engine.precision.describe()})" + (" [auto]" if dtype == "auto" else ""),
+        "name": f"ours ({engine.precision.describe()}"
+        + (", fused kernels" if engine.generator.talker_stack._fused else "")
+        + (", torch ops only" if torch_ops else "") + ")"
+        + (" [auto]" if dtype == "auto" else ""),
         "frames": n,
         "load_s": round(load_s, 1),
         "total_s": round(stats.total_seconds, 2),
@@ -429,7 +439,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--type", default="custom_voice")
     parser.add_argument("--quick", action="store_true", help="fewer frames and runs (< 5 min)")
     parser.add_argument("--frames", type=int, help="frames per run (default 125, quick 25)")
-    parser.add_argument("--dtypes", default="float32,bfloat16,int8,auto")
+    parser.add_argument("--dtypes", default=f"float32,bfloat16,int8{TORCH_OPS},int8,auto",
+                        help=f"our precisions to run; int8{TORCH_OPS} = int8 without the "
+                        "fused kernels")
     parser.add_argument("--official", default="float32,bfloat16",
                         help="dtypes for the official path ('' to skip)")
     parser.add_argument("--threads", type=int, default=0, help="0 = all physical cores")
