@@ -124,3 +124,15 @@ def test_cache_computes_once_and_follows_edits(base: Engine, tmp_path, tiny_base
         path.write_bytes(b"garbage")
     ClonePromptCache(cache_dir).get(source, base.model, tiny_base)
     assert computed() == 5 and "damaged clone cache" in caplog.text
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
+def test_clones_in_every_precision(tiny_base, tmp_path_factory, tmp_path, dtype):
+    """The speaker encoder stays float32 whatever the talker's precision (a bfloat16 talker
+    once made the library cast the mel frames to bfloat16 and the encoder fail)."""
+    engine = load(tiny_base, tmp_path_factory, dtype=dtype)
+    wav = prepare_reference(write_clip(tmp_path / "ref.wav", 2.0, 24000))
+    prompt = compute_clone_prompt(engine.model, wav, TRANSCRIPT)
+    assert prompt.speaker_embedding.dtype == torch.float32 and prompt.icl
+    pcm = b"".join(engine.stream("Hello there.", clone=prompt, max_frames=3, seed=1))
+    assert len(pcm) == 3 * 1920 * 2

@@ -4,6 +4,7 @@ torch path on a real (tiny, int8) checkpoint."""
 from __future__ import annotations
 
 import logging
+import tempfile
 
 import numpy as np
 import pytest
@@ -168,3 +169,12 @@ def test_build_is_cached(tmp_path, monkeypatch):
     stamp = built[0].stat().st_mtime_ns
     assert kernels.load.__wrapped__(tmp_path) is not None
     assert built[0].stat().st_mtime_ns == stamp  # reused, not rebuilt
+
+
+def test_unwritable_cache_falls_back_to_temp(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    assert kernels.load.__wrapped__(blocker / "kernels") is not None
+    assert list((tmp_path / "tmp" / "wyoming-qwen3-tts-kernels").glob("kernels-*.so"))

@@ -113,6 +113,24 @@ def cache_key(reference: Path, transcript: str | None, max_seconds: float,
     return digest.hexdigest()
 
 
+def speaker_embedding(model, wav: np.ndarray):
+    """The library's `extract_speaker_embedding`, but with the mel frames in the speaker
+    encoder's own dtype: the library casts them to the model's dtype, which is bfloat16 with
+    `--dtype bfloat16` while the loader keeps the small encoder in float32."""
+    import torch
+
+    from .qwen_import import import_qwen_tts
+
+    import_qwen_tts()
+    from qwen_tts.core.models.modeling_qwen3_tts import mel_spectrogram
+
+    mels = mel_spectrogram(torch.from_numpy(wav).unsqueeze(0), n_fft=1024, num_mels=128,
+                           sampling_rate=SAMPLE_RATE, hop_size=256, win_size=1024, fmin=0,
+                           fmax=12000).transpose(1, 2)
+    encoder = model.speaker_encoder
+    return encoder(mels.to(next(encoder.parameters()).dtype))[0]
+
+
 def compute_clone_prompt(model, wav: np.ndarray, transcript: str | None):
     """The library's parts, as `create_voice_clone_prompt` uses them, on a 24 kHz clip."""
     import torch
@@ -120,7 +138,7 @@ def compute_clone_prompt(model, wav: np.ndarray, transcript: str | None):
     from .prompt import ClonePrompt
 
     with torch.inference_mode():
-        embedding = model.extract_speaker_embedding(audio=wav, sr=SAMPLE_RATE)
+        embedding = speaker_embedding(model, wav)
         codes = None
         if transcript:
             codes = model.speech_tokenizer.encode(wav, sr=SAMPLE_RATE).audio_codes[0]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import itertools
 import logging
 import os
 import platform
@@ -100,9 +101,11 @@ def load(cache_dir: Path | None = None) -> ctypes.CDLL | None:
                                  timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
         version = ""
-    folder = Path(cache_dir) if cache_dir else _cache_dir()
+    # a read-only home (some containers) falls back to the temporary directory
+    folders = [Path(cache_dir) if cache_dir else _cache_dir(),
+               Path(tempfile.gettempdir()) / "wyoming-qwen3-tts-kernels"]
     errors = []
-    for flags in FLAG_SETS:
+    for flags, folder in itertools.product(FLAG_SETS, folders):
         key = hashlib.sha256("\n".join([
             SOURCE.read_text(encoding="utf-8"), version, " ".join(flags), platform.machine(),
             " ".join(sorted(cpu_flags())),
@@ -110,12 +113,14 @@ def load(cache_dir: Path | None = None) -> ctypes.CDLL | None:
         target = folder / f"kernels-{key}.so"
         try:
             if not target.is_file():
-                _LOGGER.info("Compiling the fused kernels (%s %s)", cc, " ".join(flags))
+                _LOGGER.info("Compiling the fused kernels (%s %s) into %s", cc, " ".join(flags),
+                             folder)
                 _build(cc, flags, target)
             return _signatures(ctypes.CDLL(str(target)))
         except (OSError, subprocess.SubprocessError) as err:
             detail = getattr(err, "stderr", b"") or b""
-            errors.append(f"{' '.join(flags)}: {err} {detail.decode(errors='replace')[-300:]}")
+            errors.append(f"{' '.join(flags)} in {folder}: {err} "
+                          f"{detail.decode(errors='replace')[-300:]}")
     _LOGGER.warning("Could not build the fused kernels, running without them: %s",
                     "; ".join(errors))
     return None
