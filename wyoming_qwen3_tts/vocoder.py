@@ -73,12 +73,12 @@ class DecoderState:
                 history = x.new_zeros(x.shape[0], x.shape[1], pad)
             x = torch.cat([history, x], dim=-1)
             self.conv_state[id(module)] = x[..., -pad:]
-        return module.conv(x)
+        return _conv1d(module.conv, x)
 
     def transposed_conv(self, module, x: torch.Tensor) -> torch.Tensor:
         """A causal transposed convolution: overlap-add with the previous chunk's tail."""
         conv = module.conv
-        y = conv(x)
+        y = _conv_transpose1d(conv, x)
         emitted = x.shape[-1] * conv.stride[0]
         tail = self.overhang.get(id(module))
         if tail is not None:
@@ -147,7 +147,7 @@ class DecoderState:
         """codes [frames, 16] -> float samples [frames * samples_per_frame]."""
         d = self.decoder
         dtype = next(d.parameters()).dtype
-        hidden = d.quantizer.decode(codes.T.unsqueeze(0).clamp(min=0)).to(dtype)
+        hidden = _dequantize(d.quantizer, codes.T.unsqueeze(0).clamp(min=0)).to(dtype)
         hidden = self.conv(d.pre_conv, hidden).transpose(1, 2)
         hidden = self.transformer(hidden).permute(0, 2, 1)
         for transposed, convnext in d.upsample:
@@ -162,6 +162,82 @@ class DecoderState:
             else:
                 wav = self.snake(part, wav)
         return wav.clamp(min=-1, max=1)[0, 0].float()
+
+
+# -- the decoder's large-weight convolutions as matrix products -------------------------------
+# At the low frame rates (the first stages) the convolutions have large weights (up to 1536 x
+# 768 x 16) and short inputs (a few frames).  oneDNN then spends most of a call preparing
+# the weights (measured: 28 ms of a 1-frame call for the 1536->768 transposed convolution),
+# so every chunk paid ~70 ms before any sample.  As a product with the weight as it is
+# stored (a view, no copy) the same sums cost a fraction of that; the high-rate stages
+# (small weights, long signals) stay with oneDNN, which is faster there.
+MATMUL_MIN_WEIGHT = 1_000_000  # weight elements
+
+
+def _conv1d(conv: torch.nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """conv(x) for an (already padded) x [1, C_in, T]; stride 1."""
+    weight = conv.weight
+    if conv.groups != 1 or conv.stride[0] != 1 or weight.numel() < MATMUL_MIN_WEIGHT \
+            or x.shape[0] != 1:
+        return conv(x)
+    c_out, c_in, k = weight.shape
+    d = conv.dilation[0]
+    length = x.shape[-1] - (k - 1) * d
+    # columns [C_in, k, T_out]: the inputs each output sample sees, in the weight's order
+    cols = torch.stack([x[0, :, j * d: j * d + length] for j in range(k)], dim=1)
+    y = weight.view(c_out, c_in * k) @ cols.view(c_in * k, length)
+    if conv.bias is not None:
+        y += conv.bias.view(-1, 1)
+    return y.unsqueeze(0)
+
+
+def _conv_transpose1d(conv: torch.nn.ConvTranspose1d, x: torch.Tensor) -> torch.Tensor:
+    """conv(x) for x [1, C_in, T] (no padding): each input sample times the weight gives
+    k output samples; those of neighbouring inputs overlap (k = m * stride) and are added."""
+    weight = conv.weight  # [C_in, C_out, k]
+    c_in, c_out, k = weight.shape
+    s = conv.stride[0]
+    if weight.numel() < MATMUL_MIN_WEIGHT or k % s or x.shape[0] != 1 or conv.groups != 1 \
+            or conv.padding[0] or conv.output_padding[0] or conv.dilation[0] != 1:
+        return conv(x)
+    m, t = k // s, x.shape[-1]
+    z = (x[0].T @ weight.view(c_in, c_out * k)).view(t, c_out, m, s)
+    y = z.new_zeros(t + m - 1, c_out, s)
+    for p in range(m):
+        y[p: p + t] += z[:, :, p]
+    y = y.permute(1, 0, 2).reshape(c_out, (t + m - 1) * s)
+    if conv.bias is not None:
+        y += conv.bias.view(-1, 1)
+    return y.unsqueeze(0)
+
+
+_CODEBOOKS: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _dequantize(quantizer, codes: torch.Tensor) -> torch.Tensor:
+    """The library's SplitResidualVectorQuantizer.decode, with each codebook's table
+    (embedding_sum / usage) computed once instead of on every call (16 divisions of 2048 x
+    256 per chunk): the same operations, so the same values.  codes: [1, 16, T]."""
+    def table(codebook) -> torch.Tensor:
+        cached = _CODEBOOKS.get(id(codebook))
+        if cached is None or cached[0] is not codebook.embedding_sum:
+            embedding = codebook.embedding_sum / \
+                codebook.cluster_usage.clamp(min=codebook.epsilon)[:, None]
+            cached = _CODEBOOKS[id(codebook)] = (codebook.embedding_sum, embedding)
+        return cached[1]
+
+    def residual(rvq, part: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros([1], device=part.device)[0]
+        for layer, layer_codes in zip(rvq.vq.layers, part.transpose(0, 1), strict=False):
+            quantized = F.embedding(layer_codes, table(layer._codebook))
+            total = total + layer.project_out(quantized).transpose(1, 2)
+        return rvq.output_proj(total)
+
+    first = quantizer.n_q_semantic
+    quantized = residual(quantizer.rvq_first, codes[:, :first])
+    if codes.shape[1] > first:
+        quantized += residual(quantizer.rvq_rest, codes[:, first:])
+    return quantized
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,62 @@
+"""The vocoder's own forms of the decoder's parts against the library's (vocoder.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_engine import GREEDY, TEXT, load, our_codes
+
+from wyoming_qwen3_tts import vocoder
+from wyoming_qwen3_tts.vocoder import StreamingVocoder
+
+
+@pytest.mark.parametrize("c_in,c_out,k,dilation,length", [
+    (1024, 1536, 7, 1, 10), (768, 768, 7, 9, 70), (512, 1024, 3, 1, 4), (96, 96, 1, 1, 50)])
+def test_conv_as_product(c_in, c_out, k, dilation, length, monkeypatch):
+    monkeypatch.setattr(vocoder, "MATMUL_MIN_WEIGHT", 0)  # small ones too
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(c_in, c_out, k, dilation=dilation)
+    x = torch.randn(1, c_in, length + (k - 1) * dilation)
+    with torch.inference_mode():
+        torch.testing.assert_close(vocoder._conv1d(conv, x), conv(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("c_in,c_out,k,stride,length", [
+    (1536, 768, 16, 8, 4), (768, 384, 10, 5, 32), (1024, 1024, 2, 2, 3)])
+def test_transposed_conv_as_product(c_in, c_out, k, stride, length):
+    torch.manual_seed(0)
+    conv = torch.nn.ConvTranspose1d(c_in, c_out, k, stride=stride)
+    assert conv.weight.numel() >= vocoder.MATMUL_MIN_WEIGHT
+    x = torch.randn(1, c_in, length)
+    with torch.inference_mode():
+        torch.testing.assert_close(vocoder._conv_transpose1d(conv, x), conv(x),
+                                   rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def custom(tiny_custom_voice, tmp_path_factory):
+    return load(tiny_custom_voice, tmp_path_factory, **GREEDY)
+
+
+def test_codebooks_are_the_librarys(custom):
+    codes = torch.randint(0, 2048, (1, 16, 9))
+    with torch.inference_mode():
+        expected = custom.decoder.quantizer.decode(codes)
+        assert torch.equal(vocoder._dequantize(custom.decoder.quantizer, codes), expected)
+        assert torch.equal(vocoder._dequantize(custom.decoder.quantizer, codes), expected)
+
+
+def test_streaming_with_every_convolution_as_product(custom, monkeypatch):
+    """The tiny decoder's weights are all below the size where products take over: force
+    them, and the streamed samples still equal the library's whole decoding."""
+    monkeypatch.setattr(vocoder, "MATMUL_MIN_WEIGHT", 0)
+    codes = our_codes(custom, TEXT, 30, speaker="Ryan")
+    with torch.inference_mode():
+        whole = custom.decoder(codes.T.unsqueeze(0))[0, 0].float().numpy()
+    stream = StreamingVocoder(custom.decoder, schedule=(1, 4, 7))
+    parts = [w for w in (stream.push(f) for f in codes) if w is not None]
+    parts.append(stream.flush())
+    streamed = np.concatenate([p for p in parts if p is not None])
+    np.testing.assert_allclose(streamed, whole, atol=1e-4)
+    assert np.sqrt(np.mean(whole ** 2)) > 1e-2
