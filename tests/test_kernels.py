@@ -116,11 +116,12 @@ def test_fused_stack_matches_torch_path(lib, int8_engine, which):
     assert isinstance(stack._fused, FusedStep), "int8 layers run through the fused kernels"
     torch.manual_seed(1)
     hidden = stack.layers[0].input_layernorm.weight.shape[0]
-    prompt = torch.randn(1, 2, hidden)  # the code predictor's start: two tokens at once
+    # the code predictor starts with two tokens at once, the talker with its prompt
+    prompt = torch.randn(1, 2 if which == "predictor_stack" else 40, hidden)
     steps = [torch.randn(1, 1, hidden) for _ in range(stack.cache.length)]
     run_stack(stack, True, prompt, steps[:1])  # bound to the present cache ...
     old_cache = stack.cache
-    stack.reserve(2 + len(steps))  # ... which the stack then replaces by a longer one
+    stack.reserve(prompt.shape[1] + len(steps))  # ... which the stack replaces by a longer one
     assert stack.cache is not old_cache
     fused, plain = run_stack(stack, True, prompt, steps), run_stack(stack, False, prompt, steps)
     for a, b in zip(fused, plain, strict=True):
