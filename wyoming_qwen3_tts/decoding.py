@@ -304,6 +304,14 @@ def _int8_op_args(module) -> tuple | None:
     return (params._packed_params, version is not None and version >= 4)
 
 
+def _as_function(module):
+    """An fbgemm int8 linear as a direct call of its op; any other module as it is."""
+    args = _int8_op_args(module)
+    if args is None:
+        return module
+    return lambda x: torch.ops.quantized.linear_dynamic(x, *args)
+
+
 def _swap_halves(x: torch.Tensor) -> torch.Tensor:
     """[x1, x2] -> [x2, x1] along the last dimension (rotate_half without the sign)."""
     return x.unflatten(-1, (2, -1)).flip(-2).flatten(-2)
@@ -350,6 +358,8 @@ class FrameGenerator:
         self.codec_embedding = talker.get_input_embeddings()
         self.sub_embeddings = self.predictor.get_input_embeddings()
         self.project = self.predictor.small_to_mtp_projection
+        # the code predictor's 15 heads; int8 ones called as the op (no module __call__)
+        self._heads = [_as_function(head) for head in self.predictor.lm_head]
         self.generator: torch.Generator | None = None
 
     # -- one talker code ------------------------------------------------------------------
@@ -373,14 +383,17 @@ class FrameGenerator:
         h = stack.forward(x, 0)
         codes = []
         for j in range(self.groups - 1):
-            logits = self.predictor.lm_head[j](h[:, -1]).float()[0]
+            logits = self._heads[j](h[:, -1]).float()[0]
             code = sample(logits, s.subtalker_dosample, s.subtalker_top_k, s.subtalker_top_p,
                           s.subtalker_temperature, self.generator)
             codes.append(code)
             if j + 1 < self.groups - 1:
-                e = self.sub_embeddings[j](torch.tensor([[code]])).to(self.dtype)
-                h = stack.forward(self.project(e), j + 2)
+                h = stack.forward(self.project(self._embed(self.sub_embeddings[j], code)), j + 2)
         return codes
+
+    def _embed(self, table: torch.nn.Embedding, code: int) -> torch.Tensor:
+        """table(tensor([[code]])) as one indexing op: [1, 1, dim] in our dtype."""
+        return table.weight[code].view(1, 1, -1).to(self.dtype)
 
     @torch.inference_mode()
     def frames(self, prompt: Prompt, max_frames: int, cancel: threading.Event | None = None,
@@ -408,17 +421,15 @@ class FrameGenerator:
                 if stats.frames >= max_frames:
                     stats.hit_cap = True
                     return
-                first_embed = self.codec_embedding(torch.tensor([[first]])).to(self.dtype)
+                first_embed = self._embed(self.codec_embedding, first)
                 others = self._other_codes(h, first_embed)
                 history.append(first)
                 stats.frames += 1
                 yield torch.tensor([first, *others])
                 # next talker input: the sum of the frame's 16 code embeddings + text
                 step = len(history) - 1
-                embeds = [first_embed] + [
-                    self.sub_embeddings[i](torch.tensor([[c]])).to(self.dtype)
-                    for i, c in enumerate(others)
-                ]
+                embeds = [first_embed] + [self._embed(self.sub_embeddings[i], c)
+                                          for i, c in enumerate(others)]
                 x = torch.cat(embeds, dim=1).sum(1, keepdim=True)
                 x = x + (trailing[:, step:step + 1] if step < trailing.shape[1] else pad)
                 h = stack.forward(x, pos)
