@@ -116,7 +116,9 @@ def load(cache_dir: Path | None = None) -> ctypes.CDLL | None:
                 _LOGGER.info("Compiling the fused kernels (%s %s) into %s", cc, " ".join(flags),
                              folder)
                 _build(cc, flags, target)
-            return _signatures(ctypes.CDLL(str(target)))
+            lib = _signatures(ctypes.CDLL(str(target)))
+            _LOGGER.debug("Fused kernels loaded from %s", target)
+            return lib
         except (OSError, subprocess.SubprocessError) as err:
             detail = getattr(err, "stderr", b"") or b""
             errors.append(f"{' '.join(flags)} in {folder}: {err} "
