@@ -179,3 +179,10 @@ def test_unwritable_cache_falls_back_to_temp(tmp_path, monkeypatch):
     (tmp_path / "tmp").mkdir()
     assert kernels.load.__wrapped__(blocker / "kernels") is not None
     assert list((tmp_path / "tmp" / "wyoming-qwen3-tts-kernels").glob("kernels-*.so"))
+
+
+def test_fused_step_refuses_positions_past_the_cache(lib, int8_engine):
+    stack = int8_engine.generator.predictor_stack
+    hidden = stack.layers[0].input_layernorm.weight.shape[0]
+    with torch.inference_mode(), pytest.raises(ValueError, match="reserve"):
+        stack.forward(torch.randn(1, 1, hidden), stack.cache.length)

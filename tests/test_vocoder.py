@@ -45,6 +45,17 @@ def test_codebooks_are_the_librarys(custom):
         expected = custom.decoder.quantizer.decode(codes)
         assert torch.equal(vocoder._dequantize(custom.decoder.quantizer, codes), expected)
         assert torch.equal(vocoder._dequantize(custom.decoder.quantizer, codes), expected)
+    # the table lives on the codebook module (gone with the model) and follows a new dtype
+    quantizer = custom.decoder.quantizer
+    assert hasattr(quantizer.rvq_first.vq.layers[0]._codebook, "_decode_table")
+    try:
+        quantizer.to(torch.float64)
+        with torch.inference_mode():
+            again = vocoder._dequantize(quantizer, codes)
+        assert again.dtype == torch.float64
+        torch.testing.assert_close(again.float(), expected)
+    finally:
+        quantizer.to(torch.float32)
 
 
 def test_streaming_with_every_convolution_as_product(custom, monkeypatch):

@@ -262,6 +262,9 @@ class FusedStep:
         if self.bound_to is not stack.cache:
             self._bind()
         t, hidden = x.shape[1], self.hidden
+        if pos + t > stack.cache.length:  # the kernels write the cache unchecked
+            raise ValueError(f"positions up to {pos + t} do not fit the cache "
+                             f"({stack.cache.length}): reserve() first")
         residual = x.to(torch.float32, copy=True).contiguous()
         h = torch.empty(1, t, hidden)
         att = torch.empty(1, t, self.heads * stack.head_dim)

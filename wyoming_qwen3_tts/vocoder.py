@@ -211,19 +211,19 @@ def _conv_transpose1d(conv: torch.nn.ConvTranspose1d, x: torch.Tensor) -> torch.
     return y.unsqueeze(0)
 
 
-_CODEBOOKS: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-
-
 def _dequantize(quantizer, codes: torch.Tensor) -> torch.Tensor:
     """The library's SplitResidualVectorQuantizer.decode, with each codebook's table
     (embedding_sum / usage) computed once instead of on every call (16 divisions of 2048 x
-    256 per chunk): the same operations, so the same values.  codes: [1, 16, T]."""
+    256 per chunk): the same operations, so the same values.  codes: [1, 16, T].  The table
+    is kept on the codebook module, so it goes when the model is unloaded."""
     def table(codebook) -> torch.Tensor:
-        cached = _CODEBOOKS.get(id(codebook))
-        if cached is None or cached[0] is not codebook.embedding_sum:
+        key = (codebook.embedding_sum.data_ptr(), codebook.embedding_sum.dtype,
+               codebook.cluster_usage.data_ptr())
+        cached = getattr(codebook, "_decode_table", None)
+        if cached is None or cached[0] != key:
             embedding = codebook.embedding_sum / \
                 codebook.cluster_usage.clamp(min=codebook.epsilon)[:, None]
-            cached = _CODEBOOKS[id(codebook)] = (codebook.embedding_sum, embedding)
+            cached = codebook._decode_table = (key, embedding)
         return cached[1]
 
     def residual(rvq, part: torch.Tensor) -> torch.Tensor:
