@@ -968,7 +968,7 @@ async def test_server_started_like_the_addon_answers_describe(request, tmp_path,
     try:  # the suite's shared tiny checkpoint (tests/conftest.py) ...
         checkpoint = request.getfixturevalue("tiny_custom_voice")
     except pytest.FixtureLookupError:  # ... or one built here, the same way
-        devmodel = pytest.importorskip("wyoming_qwen3_tts.devmodel")
+        devmodel = pytest.importorskip("wyoming_qwen3_tts.dev.checkpoints")
         checkpoint = devmodel.build_checkpoint(tmp_path / "tiny-custom-voice", "custom_voice")
 
     port = _free_port()

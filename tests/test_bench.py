@@ -6,13 +6,13 @@ import json
 import subprocess
 import sys
 
-from conftest import REPO
+from wyoming_qwen3_tts.dev.checkpoints import REPO
 
 
 def test_bench_writes_both_reports(tiny_custom_voice, tmp_path):
     md, js = tmp_path / "BENCHMARKS.md", tmp_path / "results.json"
     subprocess.run(
-        [sys.executable, "-m", "wyoming_qwen3_tts.bench", "--size", "tiny", "--frames", "4",
+        [sys.executable, "-m", "wyoming_qwen3_tts.dev.bench", "--size", "tiny", "--frames", "4",
          "--repeats", "1", "--threads", "1", "--official", "float32",
          "--dtypes", "int8-torch-ops,int8", "--no-quality", "--out", str(md), "--json", str(js)],
         cwd=REPO, check=True, capture_output=True, timeout=300,

@@ -7,16 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from wyoming_qwen3_tts.catalog import (
-    BUILTIN,
-    CLONED,
-    DESIGNED,
-    Catalog,
-    CheckpointSummary,
-    peek_checkpoint,
-    scan_voices_dir,
-)
-from wyoming_qwen3_tts.pool import ModelPool
+from wyoming_qwen3_tts.server.catalog import Catalog, CheckpointSummary, peek_checkpoint
+from wyoming_qwen3_tts.server.pool import ModelPool
+from wyoming_qwen3_tts.server.voice_folders import BUILTIN, CLONED, DESIGNED, scan_voices_dir
 
 LANGS = ["english", "german"]
 
@@ -64,7 +57,7 @@ def test_voices_of_several_checkpoints(tmp_path, caplog):
     assert catalog.voice("CALM").instruct == "Calmly." and catalog.voice("calm").speaker == "Ryan"
     assert "0.6B CustomVoice checkpoint, which ignores style" in caplog.text
     assert "small_calm" in caplog.text and "model.txt names 'x/nowhere'" in caplog.text
-    assert catalog.find_speaker("uncle fu") is None and catalog.find_speaker("sohee") == "Sohee"
+    assert catalog.voice("uncle fu") is None and catalog.voice("sohee").name == "Sohee"
     assert catalog.default_voice(None).name == "Ryan"
     assert catalog.default_voice("narrator").kind == DESIGNED
     assert catalog.default_voice("nobody") is None
@@ -108,21 +101,19 @@ def test_pool_keeps_at_most_max_loaded(caplog):
 def test_pool_evicts_by_available_memory(caplog):
     caplog.set_level(logging.INFO)
     gib = 1024**3
-    free = [6 * gib]
     sizes = {"big": 4 * gib, "small": 1 * gib}
+    others = [0]  # memory taken by other programs
 
-    def load(model, _folder):
-        free[0] -= sizes[model]
-        return FakeEngine(model)
+    def available() -> int:  # 6 GB, less the loaded models and the others
+        return 6 * gib - others[0] - sum(sizes[m] for m in pool.loaded)
 
-    pool = ModelPool(lambda m: Path(m), load, 0, estimate=lambda f: sizes[f.name],
-                     available=lambda: free[0],
-                     on_evict=lambda m: free.__setitem__(0, free[0] + sizes[m]))
+    pool = ModelPool(lambda m: Path(m), lambda m, _f: FakeEngine(m), 0,
+                     estimate=lambda f: sizes[f.name], available=available)
     pool.get("big")  # 6 GB free: fits
     pool.get("small")  # 2 GB free: 1 GB + margin fits
     assert pool.loaded == ["big", "small"]
     pool.evict()  # unload "big" by hand, then need it again...
-    free[0] = 2 * gib  # ...while something else took memory
+    others[0] = 3 * gib  # ...while something else took memory: 2 GB free
     pool.get("big")  # 2 GB free < 4.5 GB: "small" goes, then it is loaded anyway, with a warning
     assert pool.loaded == ["big"]
     assert "Evicted model small: big needs about 4.5 GB, 2.0 GB available" in caplog.text

@@ -10,16 +10,16 @@ import soundfile
 import torch
 from test_engine import GREEDY, load, our_codes
 
-from wyoming_qwen3_tts.cloning import (
+from wyoming_qwen3_tts.contract import CloneSource
+from wyoming_qwen3_tts.engine.cloning import (
     PAD_SECONDS,
     SAMPLE_RATE,
     ClonePromptCache,
-    CloneSource,
     ReferenceError,
     compute_clone_prompt,
     prepare_reference,
 )
-from wyoming_qwen3_tts.engine import Engine
+from wyoming_qwen3_tts.engine.engine import Engine
 
 TRANSCRIPT = "This is my voice, recorded for a test."
 

@@ -1,4 +1,4 @@
-"""The random checkpoints of wyoming_qwen3_tts.devmodel, loaded and run by the qwen-tts library."""
+"""The random checkpoints of wyoming_qwen3_tts.dev.checkpoints, run by the qwen-tts library."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from wyoming_qwen3_tts import devmodel
-from wyoming_qwen3_tts.qwen_import import import_qwen_tts
+from wyoming_qwen3_tts.dev import checkpoints as devmodel
+from wyoming_qwen3_tts.engine.qwen_import import import_qwen_tts
 
 GREEDY = dict(do_sample=False, subtalker_dosample=False)
 FRAME = 1920
@@ -172,7 +172,7 @@ def test_cli(tmp_path):
         [
             sys.executable,
             "-m",
-            "wyoming_qwen3_tts.devmodel",
+            "wyoming_qwen3_tts.dev.checkpoints",
             str(out),
             "--type",
             "voice_design",
@@ -217,7 +217,7 @@ def test_rebuild_replaces_cleanly_and_seed_decides(tmp_path):
     assert weights() == first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary folders left
 
-    repo = Path(devmodel.__file__).resolve().parent.parent
+    repo = devmodel.REPO
     with pytest.raises(ValueError, match=".cache"):
         devmodel.build_checkpoint(repo / "tests" / "stray-checkpoint")
     assert not (repo / "tests" / "stray-checkpoint").exists()

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from wyoming_qwen3_tts.decoding import Sampling
-from wyoming_qwen3_tts.engine import Engine, EngineInputError, EngineLoadError, StreamStats
-from wyoming_qwen3_tts.vocoder import StreamingVocoder
+from wyoming_qwen3_tts.engine.decoding import Sampling
+from wyoming_qwen3_tts.engine.engine import Engine, EngineInputError, EngineLoadError, StreamStats
+from wyoming_qwen3_tts.engine.vocoder import StreamingVocoder
 
 GREEDY = dict(do_sample=False, subtalker_dosample=False)
 TEXT = "Hello there, this is a small test."
@@ -185,7 +185,7 @@ def test_bad_inputs(custom: Engine, design: Engine, tmp_path):
 
 
 def test_auto_precision_per_cpu():
-    from wyoming_qwen3_tts.precision import choose_precision
+    from wyoming_qwen3_tts.engine.precision import choose_precision
 
     avx2 = frozenset({"avx2", "fma"})
     amx = avx2 | {"avx512f", "avx512_bf16", "amx_bf16"}
@@ -222,7 +222,7 @@ def test_repo_id_from_the_data_dir_cache(tiny_custom_voice, tmp_path):
 def test_cloned_voice_streams_after_its_reference(tiny_base, tmp_path_factory):
     """A cloned voice (ICL) is decoded after its reference codes, as the library decodes
     cat(reference, new) and cuts; the decoder state after the reference is made once."""
-    from wyoming_qwen3_tts.cloning import compute_clone_prompt
+    from wyoming_qwen3_tts.engine.cloning import compute_clone_prompt
 
     engine = load(tiny_base, tmp_path_factory, **GREEDY)
     t = np.arange(3 * 24000) / 24000

@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wyoming_qwen3_tts import kernels
-from wyoming_qwen3_tts.decoding import FusedStep
-from wyoming_qwen3_tts.engine import Engine
-from wyoming_qwen3_tts.kernels import Attention
+from wyoming_qwen3_tts.engine import kernels
+from wyoming_qwen3_tts.engine.decoding import FusedStep
+from wyoming_qwen3_tts.engine.engine import Engine
+from wyoming_qwen3_tts.engine.kernels import Attention
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wyoming_qwen3_tts.languages import (
+from wyoming_qwen3_tts.server.languages import (
     AUTO,
     LANGUAGES,
     LanguageDetector,
@@ -16,7 +16,7 @@ from wyoming_qwen3_tts.languages import (
     codes_for,
     to_model_language,
 )
-from wyoming_qwen3_tts.segmentation import MAX_SEGMENT_CHARS, Segmenter, split_text
+from wyoming_qwen3_tts.server.segmentation import MAX_SEGMENT_CHARS, Segmenter, split_text
 
 
 @pytest.mark.parametrize("value, expected", [

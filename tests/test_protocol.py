@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from wyoming.event import Event, async_write_event
 from wyoming.tts import Synthesize, SynthesizeVoice
 
-from wyoming_qwen3_tts.protocol import EventReader, ProtocolError
+from wyoming_qwen3_tts.server.protocol import EventReader, ProtocolError
 
 
 class _Sink:

@@ -10,7 +10,7 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from wyoming_qwen3_tts.decoding import sample
+from wyoming_qwen3_tts.engine.decoding import sample
 
 
 def warped_probs(logits: torch.Tensor, top_k: int, top_p: float, temperature: float):

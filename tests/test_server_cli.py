@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from wyoming_qwen3_tts import __version__
-from wyoming_qwen3_tts.__main__ import DEFAULT_MODEL, build_parser, parse_args
+from wyoming_qwen3_tts.cli import DEFAULT_MODEL, build_parser, parse_args
 
 OPTIONS = ["--uri", "--model", "--data-dir", "--local-files-only", "--voices-dir", "--voice",
            "--language", "--dtype", "--threads", "--interop-threads", "--samples-per-chunk",

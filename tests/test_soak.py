@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from wyoming_qwen3_tts.soak import run_soak
+from wyoming_qwen3_tts.dev.soak import run_soak
 
 
 def test_short_soak_loses_nothing(tiny_custom_voice):

@@ -7,8 +7,8 @@ import pytest
 import torch
 from test_engine import GREEDY, TEXT, load, our_codes
 
-from wyoming_qwen3_tts import vocoder
-from wyoming_qwen3_tts.vocoder import StreamingVocoder
+from wyoming_qwen3_tts.engine import vocoder
+from wyoming_qwen3_tts.engine.vocoder import StreamingVocoder
 
 
 @pytest.mark.parametrize("c_in,c_out,k,dilation,length", [

@@ -12,7 +12,7 @@ from test_server import servers
 from zeroconf import IPVersion, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from wyoming_qwen3_tts.discovery import SERVICE_TYPE, Announcement, announced_addresses
+from wyoming_qwen3_tts.server.discovery import SERVICE_TYPE, Announcement, announced_addresses
 
 
 @pytest.fixture

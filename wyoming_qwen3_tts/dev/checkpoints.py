@@ -1,6 +1,6 @@
 """Build randomly initialised Qwen3-TTS 12 Hz checkpoints offline, for tests and speed measurements.
 
-    python -m wyoming_qwen3_tts.devmodel OUT --type custom_voice|voice_design|base \\
+    python -m wyoming_qwen3_tts.dev.checkpoints OUT --type custom_voice|voice_design|base \\
         --size tiny|0.6b|1.7b [--seed 0]
 
 The folder has the published layout (``config.json``, ``generation_config.json``,
@@ -51,6 +51,7 @@ import os
 import shutil
 import struct
 import sys
+import tempfile
 import time
 import zlib
 from collections.abc import Iterator
@@ -58,6 +59,9 @@ from pathlib import Path
 from typing import Any
 
 BUILDER_VERSION = 2
+
+REPO = Path(__file__).resolve().parents[2]  # the checkout (when run from one)
+DEVMODELS = REPO / ".cache" / "devmodels"  # git-ignored: checkpoints never go elsewhere in it
 
 MODEL_TYPES = ("custom_voice", "voice_design", "base")
 SIZES = ("tiny", "0.6b", "1.7b")
@@ -502,7 +506,7 @@ def config_dicts(model_type: str, size: str) -> tuple[dict[str, Any], dict[str, 
 
 
 def _qwen_tts():
-    from .qwen_import import import_qwen_tts
+    from ..engine.qwen_import import import_qwen_tts
 
     return import_qwen_tts()
 
@@ -807,11 +811,10 @@ def build_checkpoint(
     interrupted build never leaves a half-written ``out_dir``."""
     _check(model_type, size)
     out = Path(out_dir).absolute()
-    repo = Path(__file__).resolve().parent.parent
-    if (repo / ".git").exists() and out.resolve().is_relative_to(repo):
-        if not out.resolve().is_relative_to(repo / ".cache"):
+    if (REPO / ".git").exists() and out.resolve().is_relative_to(REPO):
+        if not out.resolve().is_relative_to(REPO / ".cache"):
             # Its config.json would be taken for a Home Assistant add-on, and it is big.
-            raise ValueError(f"checkpoints go under {repo / '.cache'}, not {out}")
+            raise ValueError(f"checkpoints go under {REPO / '.cache'}, not {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.building-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -861,13 +864,35 @@ def build_checkpoint(
     return out
 
 
+def cached_checkpoint(model_type: str = "custom_voice", size: str = "tiny") -> Path:
+    """A random checkpoint in ``.cache/devmodels/<size>-<type>-v<BUILDER_VERSION>/``, built the
+    first time (tests, the soak and the benchmarks share them).
+
+    It is built in a temporary folder and renamed into place, so that folder only ever exists
+    complete; when two processes build at once, the first rename wins."""
+    final = DEVMODELS / f"{size}-{model_type}-v{BUILDER_VERSION}"
+    if not final.is_dir():
+        DEVMODELS.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=DEVMODELS))
+        try:
+            built = build_checkpoint(tmp / "checkpoint", model_type, size)
+            try:
+                built.rename(final)
+            except OSError:  # another process got there first
+                if not final.is_dir():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
 def _folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m wyoming_qwen3_tts.devmodel",
+        prog="python -m wyoming_qwen3_tts.dev.checkpoints",
         description="Build a randomly initialised Qwen3-TTS 12 Hz checkpoint, offline.",
     )
     parser.add_argument("out", help="output folder (replaced if it exists)")

@@ -25,17 +25,16 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..contract import DEFAULT_MAX_REFERENCE_SECONDS, MIN_REFERENCE_SECONDS, CloneSource
+from ..contract import SAMPLE_RATE as SAMPLE_RATE  # what the speaker encoder and tokenizer take
+
 _LOGGER = logging.getLogger(__name__)
 
-SAMPLE_RATE = 24000  # what the speaker encoder and the speech tokenizer take
 PAD_SECONDS = 0.5  # silence appended to the reference
-MIN_REFERENCE_SECONDS = 1.0  # shorter references say too little about the voice
-DEFAULT_MAX_REFERENCE_SECONDS = 10.0
 CACHE_VERSION = 1  # bump when the cached content or its computation changes
 
 
@@ -57,19 +56,6 @@ def read_reference(path: Path) -> tuple[np.ndarray, int]:
     if not np.all(np.isfinite(mono)):
         raise ReferenceError(f"{path.name} holds invalid samples")
     return mono, int(rate)
-
-
-def reference_seconds(path: Path) -> float:
-    """Duration of a recording from its header (no decoding); ReferenceError if unreadable."""
-    import soundfile
-
-    try:
-        info = soundfile.info(str(path))
-    except Exception as err:
-        raise ReferenceError(f"cannot read {path.name}: {err}") from err
-    if not info.samplerate or info.frames <= 0:
-        raise ReferenceError(f"{path.name} holds no audio")
-    return info.frames / info.samplerate
 
 
 def prepare_reference(path: Path, max_seconds: float = DEFAULT_MAX_REFERENCE_SECONDS
@@ -145,15 +131,6 @@ def compute_clone_prompt(model, wav: np.ndarray, transcript: str | None):
     return ClonePrompt(speaker_embedding=embedding.detach().clone(),
                        ref_codes=None if codes is None else codes.detach().clone(),
                        ref_text=transcript or None)
-
-
-@dataclass
-class CloneSource:
-    """What a cloned voice is made of."""
-
-    name: str
-    reference: Path
-    transcript: str | None  # None: x-vector-only
 
 
 class ClonePromptCache:

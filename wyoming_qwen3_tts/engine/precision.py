@@ -26,9 +26,9 @@ from functools import cache
 
 import torch
 
-_LOGGER = logging.getLogger(__name__)
+from ..contract import DTYPES
 
-DTYPES = ("auto", "float32", "bfloat16", "int8")
+_LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Soak test: a real server under a mix of good and bad clients, on loopback, for a bounded time.
 
-    python -m wyoming_qwen3_tts.soak --requests 300 --concurrency 6 --seconds 600 [--model PATH]
+    python -m wyoming_qwen3_tts.dev.soak --requests 300 --concurrency 6 --seconds 600 [--model PATH]
 
 Starts its own server (`python -m wyoming_qwen3_tts`, debug log) on a free port of 127.0.0.1
 with the given checkpoint, or the tiny random test checkpoint (built into .cache/devmodels
@@ -32,7 +32,6 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -59,27 +58,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
         return sock.getsockname()[1]
-
-
-def tiny_checkpoint() -> Path:
-    """The tiny test checkpoint in .cache/devmodels (as the tests build it)."""
-    from .devmodel import BUILDER_VERSION, build_checkpoint
-
-    root = Path(__file__).resolve().parent.parent / ".cache" / "devmodels"
-    final = root / f"tiny-custom_voice-v{BUILDER_VERSION}"
-    if not final.is_dir():
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
-        try:
-            built = build_checkpoint(tmp / "checkpoint", "custom_voice", "tiny")
-            try:
-                built.rename(final)
-            except OSError:
-                if not final.is_dir():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
 
 
 class Server:
@@ -381,7 +359,9 @@ def run_soak(requests: int = 300, concurrency: int = 6, seconds: float = 600.0,
              out=None) -> Report:
     """Run one soak and return its report (printed to `out` as it finishes)."""
     out = out or sys.stdout
-    model = model or str(tiny_checkpoint())
+    from .checkpoints import cached_checkpoint
+
+    model = model or str(cached_checkpoint())
     report = Report()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="soak-") as data_dir:
@@ -431,7 +411,7 @@ def run_soak(requests: int = 300, concurrency: int = 6, seconds: float = 600.0,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wyoming_qwen3_tts.soak",
+    parser = argparse.ArgumentParser(prog="python -m wyoming_qwen3_tts.dev.soak",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300, help="clients to run in all")
     parser.add_argument("--concurrency", type=int, default=6, help="clients at a time")

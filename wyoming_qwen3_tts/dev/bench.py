@@ -1,8 +1,8 @@
 """Benchmark: the official qwen-tts path against our engine, in one process, one run.
 
-    python -m wyoming_qwen3_tts.bench            # 0.6B CustomVoice, every precision
-    python -m wyoming_qwen3_tts.bench --quick    # fewer frames and runs, < 5 min
-    python -m wyoming_qwen3_tts.bench --size 1.7b --type custom_voice
+    python -m wyoming_qwen3_tts.dev.bench            # 0.6B CustomVoice, every precision
+    python -m wyoming_qwen3_tts.dev.bench --quick    # fewer frames and runs, < 5 min
+    python -m wyoming_qwen3_tts.dev.bench --size 1.7b --type custom_voice
 
 Checkpoints are random weights at the published geometry, built offline by devmodel into
 .cache/devmodels/ (nothing is downloaded): the compute is real, the audio is noise.  Frames are
@@ -32,13 +32,14 @@ import numpy as np
 import psutil
 import torch
 
-from . import __version__
-from .engine import Engine, StreamStats
-from .precision import cpu_flags, physical_cores, set_threads
-from .vocoder import StreamingVocoder
+from .. import __version__
+from ..contract import StreamStats
+from ..engine.engine import Engine
+from ..engine.precision import cpu_flags, physical_cores, set_threads
+from ..engine.vocoder import StreamingVocoder
 
 _LOGGER = logging.getLogger("bench")
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TEXT = "The kitchen lights are now off, and the front door is locked."  # 60 characters
 
 
@@ -165,7 +166,7 @@ def reference_clip(seconds: float = 5.0, rate: int = 24000) -> np.ndarray:
 
 def run_official(folder: Path, dtype: torch.dtype, frames: int, repeats: int) -> dict:
     """The library's own path: generate_custom_voice, whole waveform at the end."""
-    from .qwen_import import import_qwen_tts
+    from ..engine.qwen_import import import_qwen_tts
 
     qwen_tts = import_qwen_tts()
     with PeakRSS() as rss:
@@ -321,11 +322,9 @@ def projection_errors(folder: Path, dtype: str) -> dict:
 def greedy_agreement(dtype: str, frames: int = 20) -> dict:
     """How many of the first greedy frames (all 16 codes) a precision agrees on with float32,
     on the tiny model (full-size random weights have no meaningful codes to agree on)."""
-    from .devmodel import BUILDER_VERSION, build_checkpoint
+    from .checkpoints import cached_checkpoint
 
-    folder = REPO / ".cache" / "devmodels" / f"tiny-custom_voice-v{BUILDER_VERSION}"
-    if not folder.is_dir():
-        build_checkpoint(folder, "custom_voice", "tiny")
+    folder = cached_checkpoint("custom_voice", "tiny")
     codes = {}
     for name in ("float32", dtype):
         engine = Engine.load(str(folder), data_dir=REPO / ".cache", dtype=name)
@@ -345,7 +344,7 @@ def markdown(report: dict) -> str:
     lines = [
         f"## {report['size']} {report['type']}" + (" (quick)" if report["quick"] else ""),
         "",
-        "Produced by `python -m wyoming_qwen3_tts.bench"
+        "Produced by `python -m wyoming_qwen3_tts.dev.bench"
         + (" --quick" if report["quick"] else "") + f" --size {report['size']} "
         f"--type {report['type']}" + (" --server" if report.get("server") else "") + "` "
         f"on {report['date']}. Random weights at the published {report['size']} "
@@ -411,7 +410,7 @@ def markdown(report: dict) -> str:
 
 HEADER = """# Benchmarks
 
-Written by `python -m wyoming_qwen3_tts.bench` (README.md, section Benchmarks, says how to
+Written by `python -m wyoming_qwen3_tts.dev.bench` (README.md, section Benchmarks, says how to
 reproduce it). Each section is one run of the command: the official `qwen-tts` path and this
 engine side by side, on one machine, in one run. Compare rows within a section; a later run
 of the same size and type replaces its section.
@@ -434,7 +433,7 @@ def write_reports(md_path: Path, json_path: Path, report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m wyoming_qwen3_tts.bench")
+    parser = argparse.ArgumentParser(prog="python -m wyoming_qwen3_tts.dev.bench")
     parser.add_argument("--size", default="0.6b", choices=["0.6b", "1.7b", "tiny"])
     parser.add_argument("--type", default="custom_voice")
     parser.add_argument("--quick", action="store_true", help="fewer frames and runs (< 5 min)")
@@ -458,7 +457,7 @@ def main(argv: list[str] | None = None) -> None:
     frames = args.frames or (25 if args.quick else 125)
     repeats = args.repeats or (1 if args.quick else 2)
     threads, _ = set_threads(args.threads)
-    from .devmodel import BUILDER_VERSION, build_checkpoint
+    from .checkpoints import BUILDER_VERSION, build_checkpoint
 
     folder = REPO / ".cache" / "devmodels" / f"{args.size}-{args.type}-v{BUILDER_VERSION}"
     if args.run:  # one configuration: print its result as the last line
@@ -484,7 +483,7 @@ def main(argv: list[str] | None = None) -> None:
     for spec in specs:
         # each configuration in a process of its own: peak RSS is its own, nothing is shared
         _LOGGER.info("Running %s", spec)
-        cmd = [sys.executable, "-m", "wyoming_qwen3_tts.bench", "--run", spec, "--size",
+        cmd = [sys.executable, "-m", "wyoming_qwen3_tts.dev.bench", "--run", spec, "--size",
                args.size, "--type", args.type, "--frames", str(frames), "--repeats",
                str(repeats), "--threads", str(threads)]
         done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)

@@ -2,8 +2,9 @@
 
     text -> prompt (prompt.py) -> frames of 16 codes (decoding.py) -> PCM (vocoder.py)
 
-One Engine per loaded checkpoint.  It is not thread-safe: run one `stream` at a time, in a
-worker thread (it blocks); cancel it from anywhere with a `threading.Event`.
+One Engine per loaded checkpoint; it implements contract.Engine.  It is not thread-safe: run
+one `stream` at a time, in a worker thread (it blocks); cancel it from anywhere with a
+`threading.Event`.
 """
 
 from __future__ import annotations
@@ -14,14 +15,24 @@ import threading
 import time
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ..contract import (
+    BASE,
+    CUSTOM_VOICE,
+    DEFAULT_MAX_REFERENCE_SECONDS,
+    VOICE_DESIGN,
+    CloneSource,
+    EngineInputError,
+    EngineLoadError,
+    StreamStats,
+)
 from . import kernels
+from .cloning import ClonePromptCache
 from .decoding import FrameGenerator, FrameStats, Sampling
-from .loader import EngineLoadError, load_model, resolve_checkpoint
+from .loader import load_model, resolve_checkpoint
 from .precision import Precision, choose_precision, set_threads
 from .prompt import ClonePrompt, PromptBuilder
 from .vocoder import DecoderState, StreamingVocoder, stream_pcm
@@ -29,20 +40,6 @@ from .vocoder import DecoderState, StreamingVocoder, stream_pcm
 _LOGGER = logging.getLogger(__name__)
 
 __all__ = ["Engine", "EngineInputError", "EngineLoadError", "StreamStats", "ClonePrompt"]
-
-
-class EngineInputError(ValueError):
-    """The request cannot be spoken as asked (a clear message for the client)."""
-
-
-@dataclass
-class StreamStats:
-    frames: int = 0
-    hit_frame_cap: bool = False
-    frame_cap: int = 0
-    first_audio_seconds: float | None = None
-    total_seconds: float = 0.0
-    audio_seconds: float = 0.0
 
 
 def text_weight(text: str) -> float:
@@ -58,16 +55,20 @@ class Engine:
     extra_frames = 25
 
     def __init__(self, tts, *, model_name: str, precision: Precision,
-                 sampling: Sampling | None = None) -> None:
+                 sampling: Sampling | None = None, folder: Path | None = None,
+                 clone_cache: ClonePromptCache | None = None) -> None:
         self.tts = tts
         self.model = tts.model
         self.model_name = model_name
+        self.folder = Path(folder) if folder is not None else None  # the checkpoint's
         self.precision = precision
         self.model_type: str = self.model.tts_model_type
+        self.size: str = str(getattr(self.model, "tts_model_size", "") or "")
+        self.clone_cache = clone_cache
         self.sampling = sampling or Sampling.from_generation_config(tts.generate_defaults)
         self.max_new_tokens = int((tts.generate_defaults or {}).get("max_new_tokens", 8192))
         tcfg = self.model.config.talker_config
-        self.speakers: list[str] = list(tcfg.spk_id or {}) if self.model_type == "custom_voice" \
+        self.speakers: list[str] = list(tcfg.spk_id or {}) if self.model_type == CUSTOM_VOICE \
             else []
         self.languages: list[str] = [
             name for name in (tcfg.codec_language_id or {}) if "dialect" not in name
@@ -84,18 +85,31 @@ class Engine:
         self.samples_per_frame = int(decoder.total_upsample)
         self.sample_rate = int(self.model.speech_tokenizer.get_output_sample_rate())
         # the library leaves instructions out for the 0.6B built-in-voice checkpoints
-        self.honours_instruct = not (self.model_type == "custom_voice"
-                                     and self.model.tts_model_size in "0b6")
+        self.honours_instruct = not (self.model_type == CUSTOM_VOICE and self.size == "0b6")
 
     @classmethod
     def load(cls, model: str, *, data_dir: Path | str, local_files_only: bool = False,
              dtype: str = "auto", threads: int = 0, interop_threads: int = 0,
-             sampling: Sampling | None = None) -> Engine:
+             sampling: Sampling | None = None,
+             max_reference_seconds: float = DEFAULT_MAX_REFERENCE_SECONDS) -> Engine:
+        """Load `model` (a checkpoint folder, or a repo id downloaded into data_dir/models);
+        cloned voices' prompts are cached in data_dir/voice_cache."""
         set_threads(threads, interop_threads)
         precision = choose_precision(dtype)
         folder = resolve_checkpoint(model, Path(data_dir), local_files_only)
         tts = load_model(folder, precision)
-        return cls(tts, model_name=model, precision=precision, sampling=sampling)
+        cache = ClonePromptCache(Path(data_dir) / "voice_cache", max_reference_seconds)
+        return cls(tts, model_name=model, precision=precision, sampling=sampling, folder=folder,
+                   clone_cache=cache)
+
+    def clone_prompt(self, source: CloneSource) -> ClonePrompt:
+        """A cloned voice's prompt (computed once, then from memory or the disk cache)."""
+        if self.model_type != BASE:
+            raise EngineInputError(f"a {self.model_type} checkpoint cannot clone voices; "
+                                   "use a Base checkpoint")
+        if self.clone_cache is None or self.folder is None:
+            raise EngineLoadError("this engine was made without a clone prompt cache")
+        return self.clone_cache.get(source, self.model, self.folder)
 
     # -- requests -------------------------------------------------------------------------
     def frame_cap(self, text: str) -> int:
@@ -112,7 +126,7 @@ class Engine:
                 f"unknown language {language!r}; this model speaks: auto, "
                 + ", ".join(self.languages)
             )
-        if self.model_type == "custom_voice":
+        if self.model_type == CUSTOM_VOICE:
             if clone is not None:
                 raise EngineInputError("this is a built-in-voice (CustomVoice) model: it cannot "
                                        "clone voices; use a Base model")
@@ -132,9 +146,9 @@ class Engine:
                 f"speaker {speaker!r} asked of a {self.model_type} model, which has no built-in "
                 "speakers"
             )
-        if self.model_type == "base" and clone is None:
+        if self.model_type == BASE and clone is None:
             raise EngineInputError("a voice-clone (Base) model needs a reference voice")
-        if self.model_type == "voice_design" and clone is not None:
+        if self.model_type == VOICE_DESIGN and clone is not None:
             raise EngineInputError("a VoiceDesign model cannot clone voices; use a Base model")
         return speaker, lang, instruct
 
@@ -211,15 +225,16 @@ class Engine:
                 self._context_states.pop(next(iter(self._context_states)))
         return cached[1].copy()
 
-    def warmup(self) -> None:
-        """One short synthesis, so the first real request does not pay for lazy set-up."""
-        if self.model_type == "base":
-            return  # needs a reference voice; voices warm up with their clone prompt
+    def warmup(self, clone: ClonePrompt | None = None) -> None:
+        """One short synthesis, so the first real request does not pay for lazy set-up.  A
+        Base checkpoint needs a cloned voice for it (none: nothing to do)."""
+        if self.model_type == BASE and clone is None:
+            return
         started = time.monotonic()
         speaker = self.speakers[0] if self.speakers else None
+        instruct = "A calm voice." if self.model_type == VOICE_DESIGN else None
         with torch.inference_mode():
             for _ in self.stream("Hello.", speaker=speaker, language="english", max_frames=4,
-                                 instruct="A calm voice." if self.model_type == "voice_design"
-                                 else None):
+                                 instruct=instruct, clone=clone):
                 pass
         _LOGGER.info("Warm-up done in %.1f s", time.monotonic() - started)

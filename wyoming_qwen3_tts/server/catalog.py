@@ -13,11 +13,9 @@ A voice has a kind, a checkpoint that serves it, a description and its languages
   optionally `reference.txt` (its transcript: ICL mode; without it x-vector-only mode),
   served by a Base checkpoint.
 
-Any folder may add `model.txt` naming which configured `--model` serves it; otherwise the
-first configured checkpoint of the right kind does.  Folder names are voice names: letters,
-digits, `_` and `-`.  What can be checked without a model (readable files, a non-empty
-instruction, a reference of at least a second, a checkpoint of the right kind) is checked
-when the folder is scanned; a folder that fails is logged and left out, the others stay.
+Folders are read and checked by voice_folders.py.  Any folder may add `model.txt` naming
+which configured `--model` serves it; otherwise the first configured checkpoint of the right
+kind does.  A folder whose checkpoint cannot serve it is logged and left out, the others stay.
 
 Clients' voice names are only ever looked up here (case-insensitive, spaces as underscores):
 they never become paths.
@@ -34,22 +32,22 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from wyoming.info import Attribution, Info, TtsProgram, TtsVoice
 
-from . import __version__
+from .. import __version__
+from ..contract import Engine
 from .languages import LANGUAGES, codes_for
+from .voice_folders import BUILTIN, CLONED, DESIGNED, VoiceFolder, VoiceFolderError
 
 _LOGGER = logging.getLogger(__name__)
 
 ATTRIBUTION = Attribution(name="Qwen", url="https://github.com/QwenLM/Qwen3-TTS")
 PROGRAM_NAME = "qwen3-tts"
 
-BUILTIN, DESIGNED, CLONED = "builtin", "designed", "cloned"
 # the checkpoint kind (config.json tts_model_type) each voice kind needs
 MODEL_TYPE_OF = {BUILTIN: "custom_voice", DESIGNED: "voice_design", CLONED: "base"}
 KIND_NAMES = {"custom_voice": "CustomVoice", "voice_design": "VoiceDesign", "base": "Base"}
@@ -78,19 +76,14 @@ _QWEN_REPOS = {
 # When no voice is asked for and --voice is not set: the first of these the model has.
 _DEFAULT_PREFERENCE = ("ryan", "aiden", "vivian")
 
-VOICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-REFERENCE_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
-MAX_INSTRUCT_CHARS = 2000
-MAX_TRANSCRIPT_CHARS = 2000
-
-
 def normalize(name: str) -> str:
     """How voice names are compared: any case, spaces for underscores."""
     return name.strip().lower().replace(" ", "_")
 
 
-def find_speaker(speakers: list[str], name: str | None) -> str | None:
-    """The checkpoint's spelling of speaker `name` (any case, spaces for underscores)."""
+def match_speaker(speakers: list[str], name: str | None) -> str | None:
+    """The checkpoint's spelling of built-in speaker `name` (any case, spaces for
+    underscores), or None."""
     if not name:
         return None
     wanted = normalize(name)
@@ -98,17 +91,6 @@ def find_speaker(speakers: list[str], name: str | None) -> str | None:
         if speaker.lower() == wanted:
             return speaker
     return None
-
-
-def default_speaker(speakers: list[str], configured: str | None) -> str | None:
-    """--voice if given (None if the model lacks it), else a preferred or the first speaker."""
-    if configured:
-        return find_speaker(speakers, configured)
-    for preferred in _DEFAULT_PREFERENCE:
-        found = find_speaker(speakers, preferred)
-        if found:
-            return found
-    return speakers[0] if speakers else None
 
 
 def describe_speaker(speaker: str) -> str:
@@ -127,6 +109,8 @@ def _short(text: str, limit: int = 120) -> str:
 
 @dataclass
 class CheckpointSummary:
+    """What a checkpoint offers, peeked from its config.json or read off the loaded engine."""
+
     model_type: str
     speakers: list[str]
     languages: list[str]
@@ -152,114 +136,6 @@ class Voice:
     @property
     def key(self) -> str:
         return normalize(self.name)
-
-
-@dataclass
-class VoiceFolder:
-    """A voice folder as scanned: its files read and checked, its checkpoint not yet chosen."""
-
-    name: str
-    folder: Path
-    kind: str
-    speaker: str | None = None
-    instruct: str | None = None
-    reference: Path | None = None
-    transcript: str | None = None
-    model: str | None = None  # from model.txt
-
-
-class VoiceFolderError(ValueError):
-    pass
-
-
-def _read_text(path: Path, limit: int) -> str:
-    try:
-        text = path.read_text(encoding="utf-8-sig").strip()
-    except UnicodeDecodeError as err:
-        raise VoiceFolderError(f"{path.name} is not UTF-8 text") from err
-    except OSError as err:
-        raise VoiceFolderError(f"cannot read {path.name}: {err.strerror or err}") from err
-    if len(text) > limit:
-        raise VoiceFolderError(f"{path.name} is {len(text)} characters long; at most {limit}")
-    return text
-
-
-def read_voice_folder(folder: Path) -> VoiceFolder:
-    """Read and check one voice folder (no model needed); VoiceFolderError says what is wrong."""
-    from .cloning import MIN_REFERENCE_SECONDS, ReferenceError, reference_seconds
-
-    name = folder.name
-    if not VOICE_NAME.match(name):
-        raise VoiceFolderError("a voice folder's name may hold only letters, digits, _ and -, "
-                               "up to 64 characters")
-    files = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
-    references = [files[f"reference{ext}"] for ext in REFERENCE_EXTENSIONS
-                  if f"reference{ext}" in files]
-    instruct = speaker = transcript = model = None
-    if "instruct.txt" in files:
-        instruct = _read_text(files["instruct.txt"], MAX_INSTRUCT_CHARS)
-        if not instruct:
-            raise VoiceFolderError("instruct.txt is empty: describe the voice in it")
-    if "speaker.txt" in files:
-        speaker = _read_text(files["speaker.txt"], 100)
-        if not speaker:
-            raise VoiceFolderError("speaker.txt is empty: name a built-in speaker in it")
-    if "model.txt" in files:
-        model = _read_text(files["model.txt"], 1000) or None
-    if "reference.txt" in files:
-        transcript = _read_text(files["reference.txt"], MAX_TRANSCRIPT_CHARS) or None
-        if transcript is None:
-            _LOGGER.warning("Voice %s: reference.txt is empty; cloning from the recording "
-                            "alone (x-vector only)", name)
-
-    if references:
-        if len(references) > 1:
-            raise VoiceFolderError("more than one reference recording: "
-                                   + ", ".join(p.name for p in references))
-        if speaker:
-            raise VoiceFolderError("both a reference recording and speaker.txt: a voice is "
-                                   "either cloned or a built-in speaker")
-        if instruct:
-            _LOGGER.warning("Voice %s: instruct.txt ignored, cloned voices take no "
-                            "instruction", name)
-        reference = references[0]
-        try:
-            seconds = reference_seconds(reference)
-        except ReferenceError as err:
-            raise VoiceFolderError(str(err)) from err
-        if seconds < MIN_REFERENCE_SECONDS:
-            raise VoiceFolderError(f"{reference.name} is {seconds:.2f} s long; at least "
-                                   f"{MIN_REFERENCE_SECONDS:g} s of speech is needed")
-        return VoiceFolder(name, folder, CLONED, reference=reference, transcript=transcript,
-                           model=model)
-    if transcript:
-        raise VoiceFolderError("reference.txt without a reference recording (reference.wav)")
-    if speaker:
-        return VoiceFolder(name, folder, BUILTIN, speaker=speaker, instruct=instruct,
-                           model=model)
-    if instruct:
-        return VoiceFolder(name, folder, DESIGNED, instruct=instruct, model=model)
-    raise VoiceFolderError("no reference.wav (cloned voice), instruct.txt (designed voice) or "
-                           "speaker.txt (built-in speaker with a style)")
-
-
-def scan_voices_dir(voices_dir: Path | None) -> list[VoiceFolder]:
-    """Every usable voice folder; the others are logged and left out."""
-    if voices_dir is None:
-        return []
-    voices_dir = Path(voices_dir)
-    if not voices_dir.is_dir():
-        _LOGGER.info("No voices folder at %s: only built-in voices", voices_dir)
-        return []
-    found = []
-    for folder in sorted(voices_dir.iterdir()):
-        if folder.name.startswith(".") or not folder.is_dir():
-            continue
-        try:
-            found.append(read_voice_folder(folder))
-        except (VoiceFolderError, OSError) as err:
-            _LOGGER.error("Voice folder %s left out: %s", folder, err)
-    return found
 
 
 @dataclass
@@ -305,13 +181,6 @@ class Catalog:
             if loaded is not None:
                 checkpoint.loaded = loaded
             self._rebuild()
-
-    def update(self, model_type: str, speakers: list[str], languages: list[str],
-               loaded: bool) -> None:
-        """Set what is known of the first checkpoint (single-model callers)."""
-        self.set_checkpoint(self.first_model,
-                            CheckpointSummary(model_type, list(speakers), list(languages)),
-                            loaded)
 
     @property
     def loaded(self) -> bool:
@@ -388,7 +257,7 @@ class Catalog:
         assert summary is not None
         languages = list(summary.languages)
         if folder.kind == BUILTIN:
-            speaker = find_speaker(summary.speakers, folder.speaker)
+            speaker = match_speaker(summary.speakers, folder.speaker)
             if speaker is None:
                 raise VoiceFolderError(f"speaker.txt names {folder.speaker!r}, not a speaker "
                                        f"of {checkpoint.model}: {', '.join(summary.speakers)}")
@@ -426,15 +295,13 @@ class Catalog:
     def voices_of(self, model: str) -> list[Voice]:
         return [v for v in self._voices.values() if v.model == model]
 
-    # the handler's view: names only
     @property
-    def speakers(self) -> list[str]:
+    def voice_names(self) -> list[str]:
         return [v.name for v in self._voices.values()]
 
-    def find_speaker(self, name: str | None) -> str | None:
-        """The catalog's spelling of voice `name` (any case), or None."""
-        voice = self.voice(name)
-        return voice.name if voice is not None else None
+    def unknown_voice(self, name: str) -> str:
+        """The message for a voice name the catalog does not have."""
+        return f"unknown voice {name!r}; voices: {', '.join(self.voice_names) or 'none'}"
 
     @property
     def languages(self) -> list[str]:
@@ -531,7 +398,7 @@ def peek_checkpoint(model: str, data_dir: Path) -> CheckpointSummary | None:
     return None
 
 
-def summarize_engine(engine) -> CheckpointSummary:
+def summarize_engine(engine: Engine) -> CheckpointSummary:
     """What a loaded engine offers."""
     return CheckpointSummary(engine.model_type, list(engine.speakers), list(engine.languages),
-                             "loaded", str(getattr(engine.model, "tts_model_size", "") or ""))
+                             "loaded", engine.size)

@@ -3,7 +3,7 @@
 Starts `python -m wyoming_qwen3_tts` on a free loopback port with the given checkpoint and
 measures, with the `wyoming` client, the time to the first audio chunk and the real-time factor
 of a one-shot `synthesize` and of a text stream (`synthesize-start/chunk/stop`, the text sent
-word by word as an LLM would).  Used by `python -m wyoming_qwen3_tts.bench --server`.
+word by word as an LLM would).  Used by `python -m wyoming_qwen3_tts.dev.bench --server`.
 """
 
 from __future__ import annotations

@@ -53,17 +53,16 @@ from wyoming.tts import (
     SynthesizeStopped,
 )
 
+from ..contract import AUTO, BYTES_PER_SECOND, CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH
 from .catalog import Catalog
-from .languages import AUTO, to_model_language
+from .languages import to_model_language
 from .protocol import EventReader, ProtocolError
 from .segmentation import Segmenter, split_text
-from .synthesis import Channel, Job, SegmentResult, Synthesizer, Ticket
+from .worker import Channel, Job, SegmentResult, Synthesizer, Ticket
 
 _LOGGER = logging.getLogger(__name__)
 
-RATE, WIDTH, CHANNELS = 24000, 2, 1
-
-BYTES_PER_SECOND = RATE * WIDTH * CHANNELS
+RATE, WIDTH = SAMPLE_RATE, SAMPLE_WIDTH
 WRITE_GRACE_SECONDS = 5.0  # a write past the unread-audio bound waits this long for the client
 MAX_PENDING_PER_CONNECTION = 32  # answers (requests, stream stops) outstanding on a connection
 SEND_BUFFER_BYTES = 128 * 1024  # kernel send buffer per TCP connection (Linux doubles it)
@@ -108,9 +107,9 @@ class Failure:
 class Request:
     """One `synthesize`, or one stream from synthesize-start to synthesize-stop."""
 
-    def __init__(self, streaming: bool, speaker: str | None, language: str | None) -> None:
+    def __init__(self, streaming: bool, voice: str | None, language: str | None) -> None:
         self.streaming = streaming
-        self.speaker = speaker
+        self.voice = voice
         self.language = language
         self.ticket = Ticket()
         self.parts: asyncio.Queue[Job | Failure | None] = asyncio.Queue()
@@ -341,16 +340,17 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
             for value in (voice.get("name"), voice.get("speaker"), voice.get("language"))
         )
         catalog, settings = self.service.catalog, self.service.settings
-        speaker = None
+        voice_name = None
         failure = None
         if name or speaker_field:
             if catalog.known:
-                speaker = catalog.find_speaker(name) or catalog.find_speaker(speaker_field)
-                if speaker is None:
-                    failure = Failure("unknown-voice", f"unknown voice {name or speaker_field!r}; "
-                                      f"voices: {', '.join(catalog.speakers) or 'none'}")
+                found = catalog.voice(name) or catalog.voice(speaker_field)
+                voice_name = found.name if found is not None else None
+                if found is None:
+                    failure = Failure("unknown-voice",
+                                      catalog.unknown_voice(name or speaker_field or ""))
             else:
-                speaker = name or speaker_field  # the engine checks it once loaded
+                voice_name = name or speaker_field  # the router checks it once loaded
         language = settings.language
         if language_field:
             language = to_model_language(language_field)
@@ -364,7 +364,7 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
                             self.service.requests)
             failure = Failure("queue-full", f"the server is busy: {self.service.requests} "
                               "requests are being spoken or waiting; try again later")
-        request = Request(streaming, speaker, language)
+        request = Request(streaming, voice_name, language)
         if failure is None:
             request.counted = True
             self.service.requests += 1
@@ -378,7 +378,7 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
 
     def _submit(self, request: Request, text: str) -> None:
         channel = Channel(asyncio.get_running_loop(), capacity=self._unread_limit)
-        job = Job(text, request.speaker, request.language, request.ticket, channel)
+        job = Job(text, request.voice, request.language, request.ticket, channel)
         if request.first_submitted is None:
             request.first_submitted = time.monotonic()
         request.segments += 1
@@ -539,12 +539,12 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
         audio_seconds = samples / RATE
         engine_seconds = sum(r.seconds for r in results)
         languages = ",".join(dict.fromkeys(str(r.language) for r in results))
-        speakers = ",".join(dict.fromkeys(str(r.speaker) for r in results))
+        voices = ",".join(dict.fromkeys(str(r.voice) for r in results))
         _LOGGER.info(
             "%s: %d chars, %d segment(s), voice=%s, language=%s, first audio %s, total %.2f s, "
             "%.2f s of audio, RTF %s",
             "Stream" if request.streaming else "Synthesize", request.chars, len(results),
-            speakers, languages,
+            voices, languages,
             f"{first_audio - begin:.2f} s" if first_audio is not None else "-",
             now - begin, audio_seconds,
             f"{engine_seconds / audio_seconds:.2f}" if audio_seconds else "-",

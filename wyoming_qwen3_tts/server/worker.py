@@ -21,13 +21,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .languages import AUTO, LanguageDetector
+from ..contract import AUTO, BYTES_PER_SECOND, EngineInputError, StreamStats
+from .languages import LanguageDetector
+
+if TYPE_CHECKING:
+    from .router import VoiceRouter
 
 _LOGGER = logging.getLogger(__name__)
 
-CHANNEL_CAPACITY = 30 * 24000 * 2  # bytes waiting for the event loop, per job: 30 s of audio
+CHANNEL_CAPACITY = 30 * BYTES_PER_SECOND  # bytes waiting for the event loop, per job: 30 s
 
 
 @dataclass
@@ -45,7 +49,7 @@ class SegmentResult:
     """How one segment went; posted after its last chunk."""
 
     chars: int
-    speaker: str | None = None
+    voice: str | None = None
     language: str | None = None
     frames: int = 0
     first_audio_frame: int | None = None
@@ -100,7 +104,7 @@ class Channel:
 @dataclass
 class Job:
     text: str
-    speaker: str | None  # None: the default speaker
+    voice: str | None  # None: the default voice
     language: str | None  # a model language name or "auto"; None: detect from the text
     ticket: Ticket
     channel: Channel
@@ -110,9 +114,12 @@ class Job:
 class Loaded:
     """What the loader hands the worker."""
 
-    engine: Any
-    default_speaker: str | None
-    detector: LanguageDetector | None
+    router: VoiceRouter
+    detector: LanguageDetector | None  # None: --language fixes the language
+
+    @property
+    def default_voice(self) -> str | None:
+        return self.router.default_voice
 
 
 class Synthesizer:
@@ -124,7 +131,6 @@ class Synthesizer:
         self._thread = threading.Thread(target=self._run, name="synthesis", daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.ready: asyncio.Future | None = None  # result: Loaded; exception: load failure
-        self.load_error: BaseException | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -161,7 +167,6 @@ class Synthesizer:
         try:
             loaded = self._load()
         except BaseException as err:  # noqa: BLE001 - reported to the event loop
-            self.load_error = err
             self._refuse_waiting(err)  # answered before the event loop hears of the failure
             self._notify(None, err)
             self._refuse_all(err)
@@ -198,22 +203,20 @@ class Synthesizer:
             job.channel.finish(result)
             return
 
-        from .engine import EngineInputError, StreamStats
-
         language = job.language
         if language is None:
             language = (loaded.detector.choose(job.text, ticket.last_language)
                         if loaded.detector is not None else AUTO)
             if language != AUTO:
                 ticket.last_language = language
-        speaker = job.speaker or loaded.default_speaker
-        result.speaker, result.language = speaker, language
+        voice = job.voice or loaded.default_voice
+        result.voice, result.language = voice, language
 
         stats = StreamStats()
         started = time.monotonic()
         stream = None
         try:
-            stream = loaded.engine.stream(job.text, speaker=speaker, language=language,
+            stream = loaded.router.stream(job.text, voice=voice, language=language,
                                           cancel=ticket.cancel, stats=stats)
             for pcm in stream:
                 if not pcm:
@@ -245,8 +248,8 @@ class Synthesizer:
         result.hit_frame_cap = bool(stats.hit_frame_cap)
         result.seconds = time.monotonic() - started
         _LOGGER.debug(
-            "Segment: %d chars, speaker=%s, language=%s, %d frames (first audio after %s of "
-            "them), %d samples, %.2f s%s%s", result.chars, speaker, language, result.frames,
+            "Segment: %d chars, voice=%s, language=%s, %d frames (first audio after %s of "
+            "them), %d samples, %.2f s%s%s", result.chars, voice, language, result.frames,
             result.first_audio_frame, result.samples, result.seconds,
             ", hit the frame cap" if result.hit_frame_cap else "",
             ", cancelled" if result.cancelled else "",

@@ -16,16 +16,11 @@ from pathlib import Path
 
 import torch
 
+from ..contract import BASE, MODEL_TYPES, EngineLoadError
 from .precision import Precision
 from .qwen_import import import_qwen_tts
 
 _LOGGER = logging.getLogger(__name__)
-
-MODEL_TYPES = ("custom_voice", "voice_design", "base")
-
-
-class EngineLoadError(RuntimeError):
-    """The model could not be found, downloaded or loaded."""
 
 
 def _looks_like_path(model: str) -> bool:
@@ -248,7 +243,7 @@ def load_model(folder: Path, precision: Precision):
             fuse_projections(layer)
         talker.model.text_embedding = MappedEmbedding(
             folder, "talker.model.text_embedding.weight", talker.model.text_embedding)
-        if config.get("tts_model_type") != "base":
+        if config.get("tts_model_type") != BASE:
             del model.speech_tokenizer.model.encoder  # only cloning encodes audio
     if precision.generation == "bfloat16":
         talker.to(torch.bfloat16)

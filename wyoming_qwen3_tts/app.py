@@ -1,0 +1,230 @@
+"""The composition root: options in, a running server out.
+
+`python -m wyoming_qwen3_tts` parses the options (cli.py), builds the catalog of voices, the
+synthesis worker (whose thread loads the first model through the engine side, the only place
+that imports it) and the Wyoming server, announces it over zeroconf if asked, and stops on
+SIGTERM/SIGINT.  The server listens first and loads the model afterwards, so `describe` is
+answered from the first second; requests that arrive while the model loads wait for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from functools import partial
+from pathlib import Path
+
+from wyoming.server import AsyncServer, AsyncTcpServer
+
+from .cli import parse_args
+from .contract import AUTO, Engine, EngineFactory
+from .server.catalog import Catalog, peek_checkpoint
+from .server.connection import Qwen3TtsEventHandler, Service, Settings
+from .server.languages import LanguageDetector
+from .server.pool import ModelPool
+from .server.router import VoiceRouter, prefetch
+from .server.voice_folders import scan_voices_dir
+from .server.worker import Loaded, Synthesizer
+
+_LOGGER = logging.getLogger("wyoming_qwen3_tts")
+
+
+async def _stdio_streams() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Protocol streams on stdin/stdout, with file descriptor 1 moved to stderr first: the
+    model code prints banners, which must not land in the event stream."""
+    loop = asyncio.get_running_loop()
+    protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    transport, protocol = await loop.connect_write_pipe(
+        lambda: asyncio.streams.FlowControlMixin(loop=loop), protocol_out)
+    return reader, asyncio.StreamWriter(transport, protocol, None, loop)
+
+
+def engine_factory(args: argparse.Namespace) -> EngineFactory:
+    """How the server loads a checkpoint (the one place that imports the engine side)."""
+
+    def load(model: str, folder: Path) -> Engine:
+        from .engine.engine import Engine as TorchEngine
+
+        engine = TorchEngine.load(str(folder), data_dir=args.data_dir,
+                                  local_files_only=args.local_files_only, dtype=args.dtype,
+                                  threads=args.threads, interop_threads=args.interop_threads,
+                                  max_reference_seconds=args.max_reference_seconds)
+        engine.model_name = model
+        return engine
+
+    return load
+
+
+def resolver(args: argparse.Namespace):
+    """model (repo id or folder) -> its local checkpoint folder, downloading if allowed."""
+
+    def resolve(model: str) -> Path:
+        from .engine.loader import resolve_checkpoint
+
+        return resolve_checkpoint(model, args.data_dir, args.local_files_only)
+
+    return resolve
+
+
+def load_first_model(args: argparse.Namespace, catalog: Catalog) -> Loaded:
+    """Runs in the synthesis thread: load the first model, check the options against the
+    catalog, warm up.  The other models are loaded when one of their voices is asked for."""
+    router: VoiceRouter | None = None
+
+    def on_load(model: str, engine: Engine) -> None:
+        assert router is not None
+        router.loaded(model, engine)
+
+    resolve = resolver(args)
+    pool = ModelPool(resolve, engine_factory(args), args.max_loaded_models, on_load=on_load)
+    router = VoiceRouter(catalog, pool)
+    model = catalog.first_model
+    engine = pool.get(model)
+    others = [each for each in catalog.checkpoints if each != model]
+    if others:  # downloads of the other checkpoints go on while the first one serves
+        threading.Thread(target=prefetch, name="prefetch", daemon=True,
+                         args=(catalog, others, resolve)).start()
+    default = catalog.default_voice(args.voice)
+    if args.voice and default is None:
+        raise ValueError(f"--voice {args.voice!r} is not a voice of this server: "
+                         f"{', '.join(catalog.voice_names) or 'none'}")
+    router.default_voice = default.name if default is not None else None
+    if args.language != AUTO and args.language not in engine.languages:
+        raise ValueError(f"--language {args.language} is not spoken by {model}")
+    detector = LanguageDetector(engine.languages) if args.language == AUTO else None
+    if not args.no_warmup:
+        router.warmup(model)
+    return Loaded(router=router, detector=detector)
+
+
+def server_settings(args: argparse.Namespace) -> Settings:
+    return Settings(samples_per_chunk=args.samples_per_chunk,
+                    streaming=not args.no_streaming, max_text_chars=args.max_text_chars,
+                    language=None if args.language == AUTO else args.language,
+                    max_connections=args.max_connections,
+                    # over stdio:// the one connection is the server's whole life
+                    idle_timeout=0 if args.uri.startswith("stdio://") else args.idle_timeout,
+                    max_queue=args.max_queue, max_unread_seconds=args.max_unread_audio)
+
+
+async def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
+                        format=args.log_format, stream=sys.stderr, force=True)
+    _LOGGER.debug(args)
+    model = args.model[0]
+
+    catalog = Catalog(list(dict.fromkeys(args.model)), streaming=not args.no_streaming,
+                      folders=scan_voices_dir(args.voices_dir))
+    for each in catalog.checkpoints:
+        peeked = peek_checkpoint(each, args.data_dir)
+        if peeked is not None:
+            catalog.set_checkpoint(each, peeked)
+            _LOGGER.debug("%s before loading (from %s): %s, speakers %s", each, peeked.source,
+                          peeked.model_type, peeked.speakers)
+    _LOGGER.info("Voices: %s", ", ".join(f"{v.name} ({v.kind}, {v.model})"
+                                        for v in catalog.voices) or "none yet")
+    synthesizer = Synthesizer(partial(load_first_model, args, catalog))
+    service = Service(settings=server_settings(args), catalog=catalog, synthesizer=synthesizer)
+
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if stopping.is_set():
+            _LOGGER.warning("%s again: exiting at once", signal.Signals(signum).name)
+            os._exit(1)
+        _LOGGER.info("%s received", signal.Signals(signum).name)
+        stopping.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, on_signal, signum)
+
+    # Listen first, load second: describe must be answered while the model loads.
+    factory = partial(Qwen3TtsEventHandler, service)
+    server = None
+    stdio_task = None
+    if args.uri.startswith("stdio://"):
+        reader, writer = await _stdio_streams()
+        stdio_task = asyncio.create_task(factory(reader, writer).run())
+        stdio_task.add_done_callback(lambda _task: stopping.set())
+    else:
+        server = AsyncServer.from_uri(args.uri)
+        await server.start(factory)
+    _LOGGER.info("Listening on %s; loading %s", args.uri, model)
+
+    announcement = None
+    if args.zeroconf:
+        from .server.discovery import Announcement
+
+        assert isinstance(server, AsyncTcpServer)
+        announcement = Announcement(args.zeroconf, server.host, server.port)
+        try:
+            await announcement.start()
+        except Exception as err:  # noqa: BLE001 - serving matters more than discovery
+            _LOGGER.error("Zeroconf announcement failed: %s", err)
+            announcement = None
+
+    synthesizer.start(loop)
+    assert synthesizer.ready is not None
+    exit_code = 0
+    waiter = asyncio.create_task(stopping.wait())
+    await asyncio.wait({synthesizer.ready, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if synthesizer.ready.done():
+        if synthesizer.ready.exception() is not None:
+            _LOGGER.error("Could not load %s: %s", model, synthesizer.ready.exception())
+            exit_code = 1
+            stopping.set()
+        else:
+            loaded = synthesizer.ready.result()
+            summary = catalog.checkpoints[model].summary
+            _LOGGER.info("Ready: %s (%s), %d voice(s) in all, default %s, languages %s", model,
+                         summary.model_type if summary else "?", len(catalog.voices),
+                         loaded.default_voice, ", ".join(catalog.languages))
+    await waiter
+
+    # Stop accepting (late connections are refused), withdraw the announcement, close every
+    # connection (which cancels its requests: the worker stops within a frame), then let the
+    # worker finish; all of it bounded, a few seconds at most.
+    _LOGGER.info("Stopping")
+    service.stopping = True
+    if announcement is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(announcement.stop(), 3.0)
+    if server is not None:
+        await server.stop()
+    if stdio_task is not None:
+        stdio_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await stdio_task
+    # a worker still loading the model has nothing to finish: do not wait for it
+    await asyncio.to_thread(synthesizer.stop, 5.0 if synthesizer.ready.done() else 0.1)
+    return exit_code
+
+
+def run() -> None:
+    code = asyncio.run(main())
+    if any(thread.name == "synthesis" and thread.is_alive() for thread in threading.enumerate()):
+        # Stopped while the model was still loading: do not wait for it, nor let interpreter
+        # shutdown run into a thread deep inside torch.
+        _LOGGER.info("Exiting without waiting for the model to finish loading")
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,112 @@
+"""From a catalog voice to the engine that speaks it: the only server module that calls one.
+
+Runs in the one synthesis thread (worker.py).  `stream(text, voice=<voice name>, ...)` looks
+the voice up in the catalog, gets its checkpoint's engine from the pool (loading it if
+needed), adds what the voice brings (a built-in speaker and style, a description, a cloned
+voice's prompt) and streams.  When a checkpoint has been loaded, `loaded` tells the catalog
+what it really offers and prepares its cloned voices, so their first request does not wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from ..contract import AUTO, BASE, CloneSource, Engine, EngineInputError, StreamStats
+from .catalog import Catalog, Voice, summarize_engine
+from .pool import ModelPool
+from .voice_folders import BUILTIN, CLONED, DESIGNED
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class VoiceRouter:
+    """Speaks a text in a catalog voice, on that voice's checkpoint."""
+
+    def __init__(self, catalog: Catalog, pool: ModelPool,
+                 default_voice: str | None = None) -> None:
+        self.catalog = catalog
+        self.pool = pool
+        self.default_voice = default_voice
+
+    def loaded(self, model: str, engine: Engine) -> None:
+        """A checkpoint has just been loaded: tell the catalog what it offers and ready its
+        cloned voices (computed or from the disk cache); a failing one is logged."""
+        self.catalog.set_checkpoint(model, summarize_engine(engine), loaded=True)
+        for voice in self.catalog.voices_of(model):
+            if voice.kind != CLONED:
+                continue
+            try:
+                engine.clone_prompt(clone_source(voice))
+            except Exception as err:  # noqa: BLE001 - one bad voice must not stop the others
+                _LOGGER.error("Voice %s (%s): could not prepare its clone prompt: %s",
+                              voice.name, voice.reference, err)
+
+    def warmup(self, model: str) -> None:
+        """The engine's warm-up; a Base checkpoint warms up with its first cloned voice."""
+        engine = self.pool.get(model)
+        if engine.model_type != BASE:
+            engine.warmup()
+            return
+        voice = next((v for v in self.catalog.voices_of(model) if v.kind == CLONED), None)
+        if voice is None:
+            return
+        started = time.monotonic()
+        engine.warmup(clone=engine.clone_prompt(clone_source(voice)))
+        _LOGGER.info("Warm-up done in %.1f s (voice %s)", time.monotonic() - started,
+                     voice.name)
+
+    def stream(self, text: str, *, voice: str | None = None, language: str = AUTO,
+               cancel: threading.Event | None = None, stats: StreamStats | None = None,
+               max_frames: int | None = None) -> Iterator[bytes]:
+        """Speak `text` in the voice named `voice` (None: the default voice)."""
+        name = voice or self.default_voice
+        found: Voice | None = None
+        if name:
+            found = self.catalog.voice(name)
+            if found is None:
+                raise EngineInputError(self.catalog.unknown_voice(name))
+        model = found.model if found is not None else self.catalog.first_model
+        engine = self.pool.get(model)
+        kwargs: dict = {}
+        if found is not None:
+            if found.kind == BUILTIN:
+                kwargs.update(speaker=found.speaker, instruct=found.instruct)
+            elif found.kind == DESIGNED:
+                kwargs.update(instruct=found.instruct)
+            elif found.kind == CLONED:
+                try:
+                    kwargs.update(clone=engine.clone_prompt(clone_source(found)))
+                except ValueError as err:  # the reference changed into something unusable
+                    raise EngineInputError(f"voice {found.name}: {err}") from err
+        if language != AUTO and language not in engine.languages:
+            language = AUTO
+        return engine.stream(text, language=language, cancel=cancel, stats=stats,
+                             max_frames=max_frames, **kwargs)
+
+
+def prefetch(catalog: Catalog, models: list[str], resolve: Callable[[str], Path]) -> None:
+    """Download checkpoints that are not local folders, so their first use does not wait for
+    it, and learn the voices of those not known yet (runs in a thread of its own: downloads
+    only, no model code)."""
+    from .catalog import peek_checkpoint
+
+    for model in models:
+        if Path(model).expanduser().exists():
+            continue
+        try:
+            folder = resolve(model)
+        except Exception as err:  # noqa: BLE001 - retried when one of its voices is used
+            _LOGGER.error("Could not get %s: %s", model, err)
+            continue
+        summary = peek_checkpoint(str(folder), folder)
+        if summary is not None:
+            catalog.set_checkpoint(model, summary)
+
+
+def clone_source(voice: Voice) -> CloneSource:
+    assert voice.reference is not None
+    return CloneSource(voice.name, voice.reference, voice.transcript)
