@@ -115,7 +115,7 @@ def test_fused_stack_matches_torch_path(lib, int8_engine, which):
     stack = getattr(int8_engine.generator, which)
     assert isinstance(stack._fused, FusedStep), "int8 layers run through the fused kernels"
     torch.manual_seed(1)
-    hidden = stack.layers[0].input_layernorm.weight.shape[0]
+    hidden = stack.plan.hidden
     # the code predictor starts with two tokens at once, the talker with its prompt
     prompt = torch.randn(1, 2 if which == "predictor_stack" else 40, hidden)
     steps = [torch.randn(1, 1, hidden) for _ in range(stack.cache.length)]
@@ -183,6 +183,6 @@ def test_unwritable_cache_falls_back_to_temp(tmp_path, monkeypatch):
 
 def test_fused_step_refuses_positions_past_the_cache(lib, int8_engine):
     stack = int8_engine.generator.predictor_stack
-    hidden = stack.layers[0].input_layernorm.weight.shape[0]
+    hidden = stack.plan.hidden
     with torch.inference_mode(), pytest.raises(ValueError, match="reserve"):
         stack.forward(torch.randn(1, 1, hidden), stack.cache.length)

@@ -142,14 +142,11 @@ def linear_bytes(module) -> int:
 
 
 def weight_bytes_per_frame(engine: Engine) -> int:
+    """The decoder stacks' products (the talker once, the code predictor and one of its heads
+    15 times: quantize.ModelPlan), the codec head and the predictor's input projection."""
     talker = engine.model.talker
-    predictor = talker.code_predictor
-    layers = sum(linear_bytes(layer) for layer in talker.model.layers)
-    heads = linear_bytes(talker.codec_head)
-    predictor_layers = sum(linear_bytes(layer) for layer in predictor.model.layers)
-    # 15 code-predictor passes a frame, each reading all its layers and one of its 15 heads
-    return layers + heads + 15 * predictor_layers + linear_bytes(predictor.lm_head) \
-        + linear_bytes(predictor.small_to_mtp_projection)
+    return engine.plan.weight_bytes_per_frame + linear_bytes(talker.codec_head) \
+        + linear_bytes(talker.code_predictor.small_to_mtp_projection)
 
 
 # -- runs --------------------------------------------------------------------------------
@@ -244,7 +241,7 @@ def run_ours(folder: Path, dtype: str, frames: int, repeats: int) -> dict:
         engine.generator.eos = -1  # never stop early: every run makes `frames` frames
         voice = {"speaker": engine.speakers[0]} if engine.speakers else {}
         if engine.model_type == "base":  # like a cloned voice: its prompt is made once, cached
-            from .cloning import compute_clone_prompt
+            from ..engine.cloning import compute_clone_prompt
 
             voice = {"clone": compute_clone_prompt(engine.model, reference_clip(),
                                                    REFERENCE_TEXT)}
@@ -294,24 +291,26 @@ def run_ours(folder: Path, dtype: str, frames: int, repeats: int) -> dict:
 
 # -- quality guard -------------------------------------------------------------------------
 def projection_errors(folder: Path, dtype: str) -> dict:
-    """Relative error of each linear layer's output against float32, at full-size geometry,
-    on real activations (the hidden states of a prompt)."""
+    """Relative error of each product (decoder stacks, heads) whose input is the hidden state
+    against float32, at full-size geometry, on real activations (the hidden states of a
+    prompt)."""
     ref = Engine.load(str(folder), data_dir=REPO / ".cache", dtype="float32")
     test = Engine.load(str(folder), data_dir=REPO / ".cache", dtype=dtype)
     prompt = ref.prompts.build(TEXT, language="english", speaker=ref.speakers[0])
     x = prompt.embeds[0]  # [T, hidden] real inputs of the first layer
+    pairs = [(ref.model.talker.codec_head, test.model.talker.codec_head),
+             *zip(ref.plan.predictor_heads, test.plan.predictor_heads, strict=True)]
+    for stack in ("talker", "predictor"):
+        for a, b in zip(getattr(ref.plan, stack).layers, getattr(test.plan, stack).layers,
+                        strict=True):
+            pairs += [(a.qkv, b.qkv), (a.gate_up, b.gate_up)]
     errors = []
-    names = dict(ref.model.talker.named_modules())
-    fused = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}
     with torch.inference_mode():
-        for name, module in test.model.talker.named_modules():
-            parent, _, leaf = name.rpartition(".")
-            parts = [names.get(f"{parent}.{p}") for p in fused.get(leaf, (leaf,))]
-            if not all(isinstance(p, torch.nn.Linear) and p.in_features == x.shape[1]
-                       for p in parts):
+        for want_fn, got_fn in pairs:
+            if getattr(want_fn, "in_features", None) != x.shape[1]:
                 continue
-            want = torch.cat([p(x) for p in parts], dim=-1)
-            got = module(x.to(test.precision.activations)).float()
+            want = want_fn(x).float()
+            got = got_fn(x.to(test.precision.activations)).float()
             errors.append(float((got - want).norm() / want.norm()))
     del ref, test
     gc.collect()

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .prompt import Prompt
+from .quantize import ModelPlan, StackPlan
 
 
 @dataclass
@@ -76,22 +77,21 @@ class KVCache:
 
 
 class Stack:
-    """A decoder stack of the library (talker or code predictor) driven by our own forward."""
+    """A decoder stack (talker or code predictor) as described by quantize.StackPlan, driven by
+    our own forward: one path for every precision."""
 
-    def __init__(self, layers, norm, rotary, head_dim: int, kv_heads: int, multimodal: bool,
-                 dtype: torch.dtype, initial_length: int, kernels=None) -> None:
-        self.layers = list(layers)
-        self.norm = norm
-        self.head_dim = head_dim
-        self.kv_heads = kv_heads
-        self.dtype = dtype
-        self._rotary = rotary
-        self._multimodal = multimodal
-        self.cache = KVCache(len(self.layers), kv_heads, head_dim, initial_length, dtype)
+    def __init__(self, plan: StackPlan, initial_length: int, kernels=None) -> None:
+        self.plan = plan
+        self.layers = plan.layers
+        self.head_dim = plan.head_dim
+        self.kv_heads = plan.kv_heads
+        self.dtype = plan.activations
+        self.cache = KVCache(len(self.layers), self.kv_heads, self.head_dim, initial_length,
+                             self.dtype)
         self.cos = self.sin = torch.empty(0)
         self._rope_table(initial_length)
-        # one token at a time through kernels.c (int8 layers, float32 activations)
-        self._fused = FusedStep(self, kernels) if kernels and FusedStep.supports(self) else None
+        # one token at a time through kernels.c (float32 activations, not the reference path)
+        self._fused = FusedStep(self, kernels) if kernels and FusedStep.supports(plan) else None
 
     def _rope_table(self, length: int) -> None:
         """cos/sin for positions [0, length), computed by the library's own rotary module.
@@ -101,11 +101,11 @@ class Stack:
         """
         positions = torch.arange(length).view(1, -1)
         probe = torch.empty(1, dtype=self.dtype)
-        if self._multimodal:
-            cos, sin = self._rotary(probe, positions.view(1, 1, -1).expand(3, 1, -1))
+        if self.plan.multimodal:
+            cos, sin = self.plan.rotary(probe, positions.view(1, 1, -1).expand(3, 1, -1))
             cos, sin = cos[0], sin[0]
         else:
-            cos, sin = self._rotary(probe, positions)
+            cos, sin = self.plan.rotary(probe, positions)
         self.cos, self.sin = cos[0].contiguous(), sin[0].contiguous()  # [length, head_dim]
         # rotate_half(x) * sin == swap_halves(x) * sin_signed, with one op fewer and exact
         half = self.sin.shape[-1] // 2
@@ -130,75 +130,42 @@ class Stack:
             self._rope_table(length)
 
     def forward(self, x: torch.Tensor, pos: int) -> torch.Tensor:
-        """Run x [1, T, hidden] at positions pos..pos+T-1; returns the normed hidden states."""
+        """Run x [1, T, hidden] at positions pos..pos+T-1; returns the normed hidden states.
+
+        With a float32 plan this is the library's arithmetic operation for operation (the
+        q and k heads normed and rotated together: elementwise, so the same values)."""
         t = x.shape[1]
         if self._fused is not None and t <= self._fused.max_tokens:
             return self._fused(x, pos)
         if t > 1 and pos > 0:  # our loop never does this: attention below assumes it
             raise ValueError("several tokens at once only for the prefill, from position 0")
         end = pos + t
+        d, heads, kv = self.head_dim, self.plan.heads, self.kv_heads
         cos = self.cos[pos:end].view(1, 1, t, -1)
         sin = self.sin_signed[pos:end].view(1, 1, t, -1)
-        norm = self._norm
         for i, layer in enumerate(self.layers):
-            attn = layer.self_attn
-            h = norm(layer.input_layernorm, x)
-            if hasattr(attn, "qk_norm_weight"):  # fused by the loader, float32 activations
-                q, k, v = self._fused_qkv(attn, h, t, cos, sin)
-            else:
-                if hasattr(attn, "qkv_proj"):
-                    q, k, v = attn.qkv_proj(h).split(attn.qkv_split, dim=-1)
-                else:
-                    q, k, v = attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)
-                q = norm(attn.q_norm, q.view(1, t, -1, self.head_dim)).transpose(1, 2)
-                k = norm(attn.k_norm, k.view(1, t, -1, self.head_dim)).transpose(1, 2)
-                v = v.view(1, t, -1, self.head_dim).transpose(1, 2)
-                q = q * cos + _swap_halves(q) * sin
-                k = k * cos + _swap_halves(k) * sin
+            q_size, k_size, v_size = layer.qkv_split
+            qk, v = layer.qkv(layer.input_norm(x)).split([q_size + k_size, v_size], dim=-1)
+            qk = layer.qk_norm(qk.view(1, t, heads + kv, d)).transpose(1, 2)
+            qk = qk * cos + _swap_halves(qk) * sin
+            q, k = qk.split([heads, kv], dim=1)
             self.cache.k[i, :, :, pos:end] = k
-            self.cache.v[i, :, :, pos:end] = v
+            self.cache.v[i, :, :, pos:end] = v.view(1, t, kv, d).transpose(1, 2)
             keys = self.cache.k[i, :, :, :end]
             values = self.cache.v[i, :, :, :end]
             # prefill from position 0 is plain causal; one new token sees everything cached
             out = F.scaled_dot_product_attention(
-                q, keys, values, is_causal=(t > 1 and pos == 0), scale=attn.scaling,
+                q, keys, values, is_causal=(t > 1 and pos == 0), scale=layer.scaling,
                 enable_gqa=True,
             )
-            x = x + attn.o_proj(out.transpose(1, 2).reshape(1, t, -1))
-            x = x + self._mlp(layer.mlp, norm(layer.post_attention_layernorm, x))
-        return norm(self.norm, x)
-
-    def _fused_qkv(self, attn, h: torch.Tensor, t: int, cos, sin):
-        """q and k normed and rotated together: one norm, one rope instead of two each
-        (every small op costs microseconds of dispatch, a few hundred times a frame)."""
-        q_size, k_size, _ = attn.qkv_split
-        heads = (q_size + k_size) // self.head_dim
-        qk, v = attn.qkv_proj(h).split([q_size + k_size, attn.qkv_split[2]], dim=-1)
-        qk = F.rms_norm(qk.view(1, t, heads, self.head_dim), (self.head_dim,), None,
-                        attn.q_norm.variance_epsilon) * attn.qk_norm_weight
-        qk = qk.transpose(1, 2)
-        qk = qk * cos + _swap_halves(qk) * sin
-        q, k = qk.split([q_size // self.head_dim, k_size // self.head_dim], dim=1)
-        return q, k, v.view(1, t, -1, self.head_dim).transpose(1, 2)
-
-    def _norm(self, module, x: torch.Tensor) -> torch.Tensor:
-        """The library's RMSNorm.  On float32 activations torch's rms_norm computes the same
-        values (x * rsqrt(mean(x^2) + eps) * weight) in one call instead of seven."""
-        if x.dtype == torch.float32 and module.weight.dtype == torch.float32:
-            return F.rms_norm(x, module.weight.shape, module.weight, module.variance_epsilon)
-        return module(x)
-
-
-    @staticmethod
-    def _mlp(mlp, x: torch.Tensor) -> torch.Tensor:
-        if hasattr(mlp, "gate_up_proj"):
-            gate, up = mlp.gate_up_proj(x).chunk(2, dim=-1)
-            return mlp.down_proj(mlp.act_fn(gate) * up)
-        return mlp(x)
+            x = x + layer.o(out.transpose(1, 2).reshape(1, t, -1))
+            gate, up = layer.gate_up(layer.post_norm(x)).chunk(2, dim=-1)
+            x = x + layer.down(F.silu(gate) * up)
+        return self.plan.norm(x)
 
 
 class FusedStep:
-    """Stack.forward for a few tokens, with kernels.c between the four int8 products a layer:
+    """Stack.forward for a few tokens, with kernels.c between the four products a layer:
 
         h = norm(x); qkv = W_qkv h; att = attend(qkv)      (q/k norm, rope, cache, softmax)
         x += W_o att; h = norm(x); a = silu_mul(W_gu h); x += W_down a; h = norm(x) ...
@@ -208,39 +175,34 @@ class FusedStep:
     the code predictor's 2-token start and prompts up to `max_tokens`: measured on the 0.6B
     talker, a 45-token prefill takes 120 ms against 147 ms with torch; beyond ~200 tokens
     (long cloned-voice prompts) torch's attention, which uses every core, wins.  Pointers
-    into the KV cache are rebound whenever the stack grows or shrinks it.
+    into the KV cache are rebound whenever the stack grows or shrinks it.  Each product is
+    called as its op with its arguments (for fbgemm int8: `quantized::linear_dynamic`).
     """
 
     max_tokens = 160
 
     def __init__(self, stack: Stack, kernels) -> None:
+        plan = stack.plan
         self.stack, self.kernels = stack, kernels
-        first = stack.layers[0]
-        self.hidden = first.input_layernorm.weight.shape[0]
-        self.inter = first.mlp.down_proj.in_features
-        self.heads = first.self_attn.qkv_split[0] // stack.head_dim
-        self.norms = [(layer.input_layernorm.weight.data_ptr(),
-                       layer.input_layernorm.variance_epsilon,
-                       layer.post_attention_layernorm.weight.data_ptr(),
-                       layer.post_attention_layernorm.variance_epsilon)
-                      for layer in stack.layers]
-        self.final_norm = (stack.norm.weight.data_ptr(), stack.norm.variance_epsilon)
-        # the int8 products called as the op itself: the module's __call__ costs ~13 us more
-        self.products = [tuple(_int8_op_args(m) for m in _products(layer))
-                         for layer in stack.layers]
+        self.hidden, self.inter, self.heads = plan.hidden, plan.intermediate, plan.heads
+        self.norms = [(layer.input_norm.weight.data_ptr(), layer.input_norm.eps,
+                       layer.post_norm.weight.data_ptr(), layer.post_norm.eps)
+                      for layer in plan.layers]
+        self.final_norm = (plan.norm.weight.data_ptr(), plan.norm.eps)
+        self.products = [tuple((p.op, p.args) for p in layer.products) for layer in plan.layers]
         self.bound_to = None
 
     @staticmethod
-    def supports(stack: Stack) -> bool:
+    def supports(plan: StackPlan) -> bool:
+        """kernels.c computes in float32 with float32 norm weights [hidden]; the reference
+        (float32) plan keeps the library's arithmetic and never runs here."""
         def norm_ok(norm) -> bool:
             return norm.weight.dtype == torch.float32 and norm.weight.is_contiguous()
 
-        return stack.dtype == torch.float32 and norm_ok(stack.norm) and all(
-            hasattr(layer.self_attn, "qk_norm_weight") and hasattr(layer.mlp, "gate_up_proj")
-            and norm_ok(layer.input_layernorm) and norm_ok(layer.post_attention_layernorm)
-            and all(_int8_op_args(m) for m in _products(layer))
-            for layer in stack.layers
-        )
+        return not plan.exact and plan.activations == torch.float32 and norm_ok(plan.norm) \
+            and all(norm_ok(layer.input_norm) and norm_ok(layer.post_norm)
+                    and norm_ok(layer.qk_norm) and layer.qkv_split[1] == layer.qkv_split[2]
+                    for layer in plan.layers)
 
     def _bind(self) -> None:
         from .kernels import Attention
@@ -249,10 +211,10 @@ class FusedStep:
         # attention weights of the q heads that share a kv head
         self.scratch = torch.empty(self.heads // stack.kv_heads, cache.length)
         self.attention = [
-            Attention(layer.self_attn.qk_norm_weight.data_ptr(), cache.k[i].data_ptr(),
+            Attention(layer.qk_norm.weight.data_ptr(), cache.k[i].data_ptr(),
                       cache.v[i].data_ptr(), self.scratch.data_ptr(), self.heads,
-                      stack.kv_heads, stack.head_dim, cache.length,
-                      layer.self_attn.q_norm.variance_epsilon, layer.self_attn.scaling)
+                      stack.kv_heads, stack.head_dim, cache.length, layer.qk_norm.eps,
+                      layer.scaling)
             for i, layer in enumerate(stack.layers)
         ]
         self.bound_to = cache
@@ -274,45 +236,21 @@ class FusedStep:
                                   act.data_ptr())
         cos_p, sin_p = stack.cos.data_ptr(), stack.sin_signed.data_ptr()
         last = len(stack.layers) - 1
-        linear = torch.ops.quantized.linear_dynamic
         k.rms_norm(h_p, x_p, self.norms[0][0], hidden, self.norms[0][1], t)
-        for i, (qkv_w, o_w, gate_up_w, down_w) in enumerate(self.products):
+        for i, ((qkv, qkv_a), (o, o_a), (gate_up, gate_up_a), (down, down_a)) in \
+                enumerate(self.products):
             _, _, post_w, post_eps = self.norms[i]
-            qkv = linear(h, *qkv_w)
-            k.attend(self.attention[i], qkv.data_ptr(), cos_p, sin_p, pos, t, att_p)
-            y = linear(att, *o_w)
+            qkv_out = qkv(h, *qkv_a)
+            k.attend(self.attention[i], qkv_out.data_ptr(), cos_p, sin_p, pos, t, att_p)
+            y = o(att, *o_a)
             k.add_rms_norm(x_p, y.data_ptr(), h_p, post_w, hidden, post_eps, t)
-            gu = linear(h, *gate_up_w)
+            gu = gate_up(h, *gate_up_a)
             k.silu_mul(act_p, gu.data_ptr(), self.inter, t)
-            y = linear(act, *down_w)
+            y = down(act, *down_a)
             next_w, next_eps = self.final_norm if i == last else self.norms[i + 1][:2]
             k.add_rms_norm(x_p, y.data_ptr(), out.data_ptr() if i == last else h_p,
                            next_w, hidden, next_eps, t)
         return out
-
-
-def _products(layer) -> tuple:
-    return (layer.self_attn.qkv_proj, layer.self_attn.o_proj, layer.mlp.gate_up_proj,
-            layer.mlp.down_proj)
-
-
-def _int8_op_args(module) -> tuple | None:
-    """(packed weights, reduce_range) of an fbgemm dynamic int8 linear, as its forward passes
-    them to `quantized::linear_dynamic`; None for any other module."""
-    params = getattr(module, "_packed_params", None)
-    if not isinstance(module, torch.ao.nn.quantized.dynamic.Linear) or \
-            getattr(params, "dtype", None) != torch.qint8:
-        return None
-    version = getattr(module, "version", None)
-    return (params._packed_params, version is not None and version >= 4)
-
-
-def _as_function(module):
-    """An fbgemm int8 linear as a direct call of its op; any other module as it is."""
-    args = _int8_op_args(module)
-    if args is None:
-        return module
-    return lambda x: torch.ops.quantized.linear_dynamic(x, *args)
 
 
 def _swap_halves(x: torch.Tensor) -> torch.Tensor:
@@ -331,38 +269,27 @@ class FrameStats:
 class FrameGenerator:
     """Generates frames (16 codes each) for one prompt at a time."""
 
-    def __init__(self, model, sampling: Sampling, dtype: torch.dtype, kernels=None) -> None:
+    def __init__(self, model, plan: ModelPlan, sampling: Sampling, kernels=None) -> None:
         talker = model.talker
         tcfg = model.config.talker_config
-        pcfg = tcfg.code_predictor_config
         self.talker = talker
         self.predictor = talker.code_predictor
         self.sampling = sampling
-        self.dtype = dtype
+        self.dtype = plan.talker.activations
         self.groups = tcfg.num_code_groups
         self.eos = tcfg.codec_eos_token_id
         vocab = tcfg.vocab_size
         # the library suppresses the top 1024 codec ids (control tokens) except EOS
         self.suppress = torch.tensor([i for i in range(vocab - 1024, vocab) if i != self.eos])
         self.min_frames_before_eos = 2  # the library's min_new_tokens
-        self.talker_stack = Stack(
-            talker.model.layers, talker.model.norm, talker.model.rotary_emb,
-            head_dim=getattr(tcfg, "head_dim", tcfg.hidden_size // tcfg.num_attention_heads),
-            kv_heads=tcfg.num_key_value_heads, multimodal=True, dtype=dtype, initial_length=512,
-            kernels=kernels,
-        )
-        self.predictor_stack = Stack(
-            self.predictor.model.layers, self.predictor.model.norm,
-            self.predictor.model.rotary_emb,
-            head_dim=getattr(pcfg, "head_dim", pcfg.hidden_size // pcfg.num_attention_heads),
-            kv_heads=pcfg.num_key_value_heads, multimodal=False, dtype=dtype,
-            initial_length=self.groups + 1, kernels=kernels,
-        )
+        self.talker_stack = Stack(plan.talker, initial_length=512, kernels=kernels)
+        self.predictor_stack = Stack(plan.predictor, initial_length=self.groups + 1,
+                                     kernels=kernels)
         self.codec_embedding = talker.get_input_embeddings()
         self.sub_embeddings = self.predictor.get_input_embeddings()
         self.project = self.predictor.small_to_mtp_projection
-        # the code predictor's 15 heads; int8 ones called as the op (no module __call__)
-        self._heads = [_as_function(head) for head in self.predictor.lm_head]
+        # the code predictor's 15 heads, as products (int8: the op, no module __call__)
+        self._heads = plan.predictor_heads
         self.generator: torch.Generator | None = None
 
     # -- one talker code ------------------------------------------------------------------

@@ -31,10 +31,11 @@ from ..contract import (
 )
 from . import kernels
 from .cloning import ClonePromptCache
-from .decoding import FrameGenerator, FrameStats, Sampling
+from .decoding import FrameGenerator, FrameStats, FusedStep, Sampling
 from .loader import load_model, resolve_checkpoint
 from .precision import Precision, choose_precision, set_threads
 from .prompt import ClonePrompt, PromptBuilder
+from .quantize import ModelPlan
 from .vocoder import DecoderState, StreamingVocoder, stream_pcm
 
 _LOGGER = logging.getLogger(__name__)
@@ -54,10 +55,11 @@ class Engine:
     frames_per_char = 2.0
     extra_frames = 25
 
-    def __init__(self, tts, *, model_name: str, precision: Precision,
+    def __init__(self, tts, plan: ModelPlan, *, model_name: str, precision: Precision,
                  sampling: Sampling | None = None, folder: Path | None = None,
                  clone_cache: ClonePromptCache | None = None) -> None:
         self.tts = tts
+        self.plan = plan  # the decoder stacks as quantize.prepare made them
         self.model = tts.model
         self.model_name = model_name
         self.folder = Path(folder) if folder is not None else None  # the checkpoint's
@@ -74,11 +76,10 @@ class Engine:
             name for name in (tcfg.codec_language_id or {}) if "dialect" not in name
         ]
         self.prompts = PromptBuilder(self.model, tts.processor, precision.activations)
-        # the fused kernels serve the int8 layers; float32 stays the library's exact arithmetic
-        self.generator = FrameGenerator(
-            self.model, self.sampling, precision.activations,
-            kernels=kernels.load() if precision.generation == "int8" else None,
-        )
+        # the fused kernels serve quantized stacks; float32 stays the library's exact arithmetic
+        wants_kernels = any(FusedStep.supports(s) for s in (plan.talker, plan.predictor))
+        self.generator = FrameGenerator(self.model, plan, self.sampling,
+                                        kernels=kernels.load() if wants_kernels else None)
         decoder = self.model.speech_tokenizer.model.decoder
         self.decoder = decoder
         self._context_states: dict[int, tuple[torch.Tensor, DecoderState]] = {}
@@ -97,10 +98,10 @@ class Engine:
         set_threads(threads, interop_threads)
         precision = choose_precision(dtype)
         folder = resolve_checkpoint(model, Path(data_dir), local_files_only)
-        tts = load_model(folder, precision)
+        tts, plan = load_model(folder, precision)
         cache = ClonePromptCache(Path(data_dir) / "voice_cache", max_reference_seconds)
-        return cls(tts, model_name=model, precision=precision, sampling=sampling, folder=folder,
-                   clone_cache=cache)
+        return cls(tts, plan, model_name=model, precision=precision, sampling=sampling,
+                   folder=folder, clone_cache=cache)
 
     def clone_prompt(self, source: CloneSource) -> ClonePrompt:
         """A cloned voice's prompt (computed once, then from memory or the disk cache)."""

@@ -1,9 +1,9 @@
 """Find a checkpoint (local folder or Hugging Face repo id) and load it per component.
 
-Loading goes through the library's normal `from_pretrained` path in float32; then each
-component gets its own precision (see precision.py): the talker and code predictor in
-float32, bfloat16 or int8, the vocoder in float32 unless the CPU has native bf16, the speaker
-encoder always in float32 (it runs once per cloned voice).
+Loading goes through the library's normal `from_pretrained` path; then each component gets
+its own precision (see precision.py): the talker and code predictor as quantize.py converts
+them (float32, bfloat16 or int8), the vocoder in float32 unless the CPU has native bf16, the
+speaker encoder always in float32 (it runs once per cloned voice).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..contract import BASE, MODEL_TYPES, EngineLoadError
+from . import quantize
 from .precision import Precision
 from .qwen_import import import_qwen_tts
 
@@ -101,81 +102,6 @@ def read_checkpoint_config(folder: Path) -> dict:
     return config
 
 
-def _concat_linear(parts: list[torch.nn.Linear]) -> torch.nn.Linear:
-    fused = torch.nn.Linear(parts[0].in_features, sum(p.out_features for p in parts),
-                            bias=parts[0].bias is not None, dtype=parts[0].weight.dtype)
-    with torch.no_grad():
-        fused.weight.copy_(torch.cat([p.weight for p in parts]))
-        if fused.bias is not None:
-            fused.bias.copy_(torch.cat([p.bias for p in parts]))
-    return fused
-
-
-def fuse_projections(layer) -> None:
-    """Replace q/k/v and gate/up projections of a decoder layer by one linear each.
-
-    Only our decode loop (decoding.Stack) knows the fused layout: the library's own forward
-    of a fused layer no longer works.
-    """
-    attn, mlp = layer.self_attn, layer.mlp
-    attn.qkv_split = [attn.q_proj.out_features, attn.k_proj.out_features,
-                      attn.v_proj.out_features]
-    attn.qkv_proj = _concat_linear([attn.q_proj, attn.k_proj, attn.v_proj])
-    mlp.gate_up_proj = _concat_linear([mlp.gate_proj, mlp.up_proj])
-    del attn.q_proj, attn.k_proj, attn.v_proj, mlp.gate_proj, mlp.up_proj
-
-
-class MappedEmbedding(torch.nn.Module):
-    """An embedding table read row by row from the checkpoint file, never held in memory.
-
-    The talker's text embedding (151936 x 2048: 622 MB in bfloat16) is only looked up for the
-    few dozen tokens of a prompt.  safetensors memory-maps the file: the rows read come from
-    the page cache, and the table costs no resident memory of its own.
-    """
-
-    def __init__(self, folder: Path, name: str, like: torch.nn.Embedding) -> None:
-        super().__init__()
-        from safetensors import safe_open
-
-        self.name = name
-        self.embedding_dim = like.embedding_dim
-        self.num_embeddings = like.num_embeddings
-        self._file = safe_open(str(_file_holding(folder, name)), framework="pt")
-        self._rows = self._file.get_slice(name)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        flat = ids.reshape(-1).tolist()
-        rows = torch.stack([self._rows[i:i + 1][0] for i in flat]) if flat else \
-            torch.empty(0, self.embedding_dim)
-        return rows.view(*ids.shape, self.embedding_dim)
-
-
-def _file_holding(folder: Path, name: str) -> Path:
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        with open(index, encoding="utf-8") as f:
-            return folder / json.load(f)["weight_map"][name]
-    return folder / "model.safetensors"
-
-
-def _quantize(module: torch.nn.Module) -> None:
-    """int8 dynamic quantization (fbgemm) of a module's linear layers, one module at a time
-    from float32 copies, so the whole talker never exists in float32 at once.
-
-    One scale per output row (per channel), not one per matrix: trained weights have rows of
-    very different size, and a single scale spends the 8 bits on the largest.  With a few
-    rows 10x larger than the rest, the product's error was 1.7 % against 3.3 % per tensor,
-    at the same speed (28 talker-sized layers, 20 ms either way, here)."""
-    import warnings
-
-    module.float()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
-        torch.ao.quantization.quantize_dynamic(
-            module, {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig},
-            dtype=torch.qint8, inplace=True)
-
-
 def _exact_rope(module: torch.nn.Module) -> None:
     """Recompute rotary inverse frequencies in float32 (a bfloat16 load rounds them)."""
     for sub in module.modules():
@@ -214,15 +140,16 @@ def _release_freed_memory() -> None:
 
 
 def load_model(folder: Path, precision: Precision):
-    """Load through `Qwen3TTSModel.from_pretrained`, then set each component's precision.
+    """Load through `Qwen3TTSModel.from_pretrained`, then set each component's precision;
+    returns the library's model and the plan of its decoder stacks (quantize.ModelPlan).
 
     Every part loads in the precision it is stored in (the published talker in bfloat16, the
-    speech tokenizer in float32), then: float32 upcasts the talker (exactly: the reference
-    path); bfloat16 keeps it; int8 quantizes its linear layers layer by layer.  Besides, for
-    bfloat16 and int8: q/k/v and gate/up are fused, the text embedding stays on disk
-    (MappedEmbedding), and the speech tokenizer's encoder is dropped unless the model clones
-    voices.  The 0.6B model in int8 then serves in about 2 GB of RSS (5.3 GB for the official
-    float32 path); see BENCHMARKS.md.
+    speech tokenizer in float32), then the talker and code predictor are converted by
+    quantize.prepare (float32: exactly the library's arithmetic, the reference path; bfloat16;
+    int8), the vocoder gets its own precision, the speaker encoder stays float32, and unless
+    the model clones voices the speech tokenizer's encoder is dropped (bfloat16 and int8).
+    The 0.6B model in int8 then serves in about 2 GB of RSS (5.3 GB for the official float32
+    path); see BENCHMARKS.md.
     """
     config = read_checkpoint_config(folder)
     _tune_allocator()
@@ -234,28 +161,9 @@ def load_model(folder: Path, precision: Precision):
     except Exception as err:
         raise EngineLoadError(f"could not load {folder}: {err}") from err
     model = tts.model.eval()
-    talker = model.talker
-    if precision.generation == "float32":
-        talker.float()
-    else:
-        # 4 products a layer instead of 7 (only our decode loop knows the fused layout)
-        for layer in [*talker.model.layers, *talker.code_predictor.model.layers]:
-            fuse_projections(layer)
-        talker.model.text_embedding = MappedEmbedding(
-            folder, "talker.model.text_embedding.weight", talker.model.text_embedding)
-        if config.get("tts_model_type") != BASE:
-            del model.speech_tokenizer.model.encoder  # only cloning encodes audio
-    if precision.generation == "bfloat16":
-        talker.to(torch.bfloat16)
-    elif precision.generation == "int8":
-        for layer in [*talker.model.layers, *talker.code_predictor.model.layers]:
-            _quantize(layer)
-            # q and k heads normed in one call (decoding.Stack): their weights side by side
-            attn = layer.self_attn
-            q_heads, k_heads = (n // attn.head_dim for n in attn.qkv_split[:2])
-            attn.qk_norm_weight = torch.cat([attn.q_norm.weight.expand(q_heads, -1),
-                                             attn.k_norm.weight.expand(k_heads, -1)])
-        _quantize(talker)  # what is left: heads, projections, norms, embeddings
+    plan = quantize.prepare(model.talker, precision.generation, folder)
+    if precision.generation != "float32" and config.get("tts_model_type") != BASE:
+        del model.speech_tokenizer.model.encoder  # only cloning encodes audio
     model.speech_tokenizer.model.to(precision.vocoder)
     if model.speaker_encoder is not None:
         model.speaker_encoder.to(torch.float32)
@@ -263,4 +171,4 @@ def load_model(folder: Path, precision: Precision):
     _release_freed_memory()
     _LOGGER.info("Loaded %s in %.1f s (%s)", folder, time.monotonic() - started,
                  precision.describe())
-    return tts
+    return tts, plan
