@@ -12,6 +12,20 @@ from wyoming_qwen3_tts.engine.decoding import Sampling
 from wyoming_qwen3_tts.engine.engine import Engine, EngineInputError, EngineLoadError, StreamStats
 from wyoming_qwen3_tts.engine.vocoder import StreamingVocoder
 
+
+def _no_int8() -> str:
+    """Why `--dtype int8` cannot load on this machine (e.g. aarch64: no fbgemm), or ''."""
+    from wyoming_qwen3_tts.engine.precision import choose_precision
+
+    try:
+        choose_precision("int8")
+    except ValueError as err:
+        return str(err)
+    return ""
+
+
+needs_int8 = pytest.mark.skipif(bool(_no_int8()), reason=f"no int8 here: {_no_int8()}")
+
 GREEDY = dict(do_sample=False, subtalker_dosample=False)
 TEXT = "Hello there, this is a small test."
 
@@ -155,7 +169,8 @@ def test_stops_at_eos(tiny_custom_voice, tmp_path_factory):
     assert len(samples) == 2 * 1920
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8", "auto"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16",
+                                   pytest.param("int8", marks=needs_int8), "auto"])
 def test_each_dtype_loads_and_speaks(tiny_custom_voice, tmp_path_factory, dtype):
     engine = load(tiny_custom_voice, tmp_path_factory, dtype=dtype)
     if dtype != "auto":

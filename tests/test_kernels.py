@@ -17,6 +17,20 @@ from wyoming_qwen3_tts.engine.engine import Engine
 from wyoming_qwen3_tts.engine.kernels import Attention
 
 
+def _no_int8() -> str:
+    """Why `--dtype int8` cannot load on this machine (e.g. aarch64: no fbgemm), or ''."""
+    from wyoming_qwen3_tts.engine.precision import choose_precision
+
+    try:
+        choose_precision("int8")
+    except ValueError as err:
+        return str(err)
+    return ""
+
+
+needs_int8 = pytest.mark.skipif(bool(_no_int8()), reason=f"no int8 here: {_no_int8()}")
+
+
 @pytest.fixture(scope="module")
 def lib():
     built = kernels.load()
@@ -110,6 +124,7 @@ def run_stack(stack, fused: bool, prompt: torch.Tensor, steps: list[torch.Tensor
     return outs
 
 
+@needs_int8
 @pytest.mark.parametrize("which", ["talker_stack", "predictor_stack"])
 def test_fused_stack_matches_torch_path(lib, int8_engine, which):
     stack = getattr(int8_engine.generator, which)
@@ -128,6 +143,7 @@ def test_fused_stack_matches_torch_path(lib, int8_engine, which):
         assert close(a, b, 1e-4)
 
 
+@needs_int8
 def test_engine_speaks_without_kernels(tiny_custom_voice, tmp_path_factory, monkeypatch):
     monkeypatch.setattr(kernels, "load", lambda cache_dir=None: None)
     engine = Engine.load(str(tiny_custom_voice), data_dir=tmp_path_factory.mktemp("data"),
@@ -137,6 +153,7 @@ def test_engine_speaks_without_kernels(tiny_custom_voice, tmp_path_factory, monk
     assert len(pcm) == 4 * 1920 * 2 and np.abs(np.frombuffer(pcm, "<i2")).max() > 100
 
 
+@needs_int8
 def test_fused_and_plain_engines_speak_alike(lib, int8_engine, tiny_custom_voice,
                                              tmp_path_factory, monkeypatch):
     """Same seed, same codes: on the tiny model the two paths agree to float rounding, far
@@ -181,6 +198,7 @@ def test_unwritable_cache_falls_back_to_temp(tmp_path, monkeypatch):
     assert list((tmp_path / "tmp" / "wyoming-qwen3-tts-kernels").glob("kernels-*.so"))
 
 
+@needs_int8
 def test_fused_step_refuses_positions_past_the_cache(lib, int8_engine):
     stack = int8_engine.generator.predictor_stack
     hidden = stack.plan.hidden
