@@ -12,8 +12,19 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 ARG BUILD_ARCH=amd64
 ARG BUILD_VERSION=0.1.0
+# torch, a CPU build that imports on the image's architecture:
+# - amd64: TORCH_VERSION from the CPU wheel index (PyPI's x86-64 wheel is a multi-GB CUDA
+#   build).
+# - aarch64 (Raspberry Pi 4 and 5): TORCH_VERSION from the CPU wheel index too, which has CPU
+#   aarch64 builds of the newer releases (the SIGILL of 2.10 on ARMv8.0 is fixed from 2.11
+#   on).  PyPI is no substitute there: its aarch64 wheels of 2.11 and newer are CUDA builds
+#   that do not import without several GB of CUDA wheels, and its 2.10.0 dies with SIGILL on
+#   ARMv8.0 (Pi 4).  Built with --build-arg TORCH_INDEX_URL= (no index), an aarch64 image
+#   takes TORCH_AARCH64_PYPI_VERSION from PyPI: the newest CPU-only aarch64 wheel there that
+#   runs on both Pis.
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG TORCH_AARCH64_PYPI_VERSION=2.9.1
 ARG QWEN_TTS_VERSION=0.1.1
 
 ENV \
@@ -27,8 +38,7 @@ ENV \
 # 1. Python, netcat (for the health check and the discovery service) and a C compiler: the
 #    decode loop's fused kernels (wyoming_qwen3_tts/kernels.c) are compiled at start for the
 #    CPU the add-on runs on (-march=native), in under a second; without them it is slower.
-# 2. torch, CPU build only, from the PyTorch CPU wheel index: the default index would
-#    hand out a multi-GB CUDA build.
+# 2. torch, CPU build only (see TORCH_VERSION above), checked after the install below.
 # 3. The Qwen3-TTS model code without its declared dependencies (gradio, torchaudio with
 #    its own torch, sox, onnxruntime: only the unused 25 Hz tokenizer needs them).
 # (4. below: this package and its real dependencies, see setup.cfg.)
@@ -44,7 +54,13 @@ RUN \
         python3-venv \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/qwen3-tts/venv \
-    && pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
+    && if [ -n "${TORCH_INDEX_URL}" ]; then \
+           pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"; \
+       elif [ "${BUILD_ARCH}" = aarch64 ]; then \
+           pip install "torch==${TORCH_AARCH64_PYPI_VERSION}"; \
+       else \
+           echo "TORCH_INDEX_URL is needed on ${BUILD_ARCH}" >&2; exit 1; \
+       fi \
     && pip install --no-deps "qwen-tts==${QWEN_TTS_VERSION}"
 
 # 4. This package, from the repository itself (.dockerignore keeps venvs and caches out).
