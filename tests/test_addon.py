@@ -23,7 +23,6 @@ import collections
 import json
 import os
 import re
-import socket
 import struct
 import subprocess
 import sys
@@ -33,6 +32,8 @@ from pathlib import Path, PurePosixPath
 import pytest
 import voluptuous as vol
 import yaml
+
+from wyoming_qwen3_tts.dev.serverproc import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "addon_fixtures"
@@ -906,12 +907,6 @@ def test_server_cli_accepts_every_flag_the_addon_passes(tmp_path, config):
         assert variable in help_text, f"DOCS.md names {variable}, unknown to the server"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def retarget(args: list[str], **values: str | list[str]) -> list[str]:
     """Replace flag values (a list value replaces every occurrence of a repeated flag)."""
     out, replaced = [], set()
@@ -971,7 +966,7 @@ async def test_server_started_like_the_addon_answers_describe(request, tmp_path,
         devmodel = pytest.importorskip("wyoming_qwen3_tts.dev.checkpoints")
         checkpoint = devmodel.build_checkpoint(tmp_path / "tiny-custom-voice", "custom_voice")
 
-    port = _free_port()
+    port = free_port()
     data_dir, voices_dir = tmp_path / "data", tmp_path / "voices"
     data_dir.mkdir()
     voices_dir.mkdir()

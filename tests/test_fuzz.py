@@ -13,8 +13,10 @@ import re
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_server import SAMPLES_PER_FRAME, check_audio, connect, read_until, servers
 from wyoming.tts import Synthesize
+
+from wyoming_qwen3_tts.contract import SAMPLES_PER_FRAME
+from wyoming_qwen3_tts.dev.serverproc import check_audio, connect, read_until, servers
 
 FUZZ_SETTINGS = settings(max_examples=30, deadline=None, derandomize=True,
                          suppress_health_check=list(HealthCheck))

@@ -10,21 +10,16 @@ import socket
 import time
 
 import pytest
-from test_server import check_audio, connect, read_until, servers
 from wyoming.event import Event
 from wyoming.info import Describe
 from wyoming.ping import Ping
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
+from wyoming_qwen3_tts.dev.serverproc import check_audio, connect, read_until
+
 LONG_TEXT = "Tell me a long story about the sea and the sky. And then one about the hills."
 IDLE_TIMEOUT = 2.0
 MAX_UNREAD = 3  # seconds of audio
-
-
-@pytest.fixture(scope="module")
-def start_server():
-    with servers() as start:
-        yield start
 
 
 @pytest.fixture(scope="module")
@@ -98,24 +93,54 @@ async def test_extra_connection_gets_an_error_and_is_closed(server):
     assert "Refusing a connection" in server.log
 
 
-async def test_busy_connections_are_not_idle(server):
-    # B's request waits behind A's (six sentences: seconds longer than the idle timeout
-    # on any machine) while B sends nothing; both get all their audio
-    a, b = await connect(server.port), await connect(server.port)
+async def test_busy_connections_are_not_idle(start_fresh, tiny_custom_voice, tmp_path):
+    # B asks once, then sends nothing for many idle timeouts while its answer is owed: it
+    # waits its turn beside A and then reads its audio slowly.  How long that takes is bounded
+    # below by B's own reading pace (audio / pace, minus what the socket buffers hold), not by
+    # how fast this machine synthesizes: on a faster machine B still reads at that pace, on a
+    # slower one it waits longer.  --max-unread-audio is large so slow reading is allowed.
+    idle = 1.0
+    server = start_fresh("--model", str(tiny_custom_voice), "--data-dir", str(tmp_path),
+                         "--no-warmup", "--debug", "--threads", "1", "--idle-timeout", str(idle),
+                         "--max-unread-audio", "600")
+    server.wait_for_log(r"Ready: ")
+    a = await connect(server.port)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    sock.connect(("127.0.0.1", server.port))
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=sock)
+    pace = 1.5  # seconds of audio B reads per second (8 KiB per 0.09 s)
     try:
-        await a.write_event(Synthesize(text=" ".join([LONG_TEXT] * 3)).event())
-        a_first = await read_until(a, "audio-start")
-        started = time.monotonic()
-        await b.write_event(Synthesize(text="Hi.").event())
+        await a.write_event(Synthesize(text=LONG_TEXT).event())
         a_events = asyncio.create_task(read_until(a, "audio-stop"))
-        check_audio(await read_until(b, "audio-stop", timeout=120))
+        started = time.monotonic()
+        writer.write(_encoded(Synthesize(text=LONG_TEXT)))
+        await writer.drain()
+        received = bytearray()
+        while True:
+            chunk = await asyncio.wait_for(reader.read(8192), 60)
+            assert chunk, f"B was closed after {len(received)} bytes:\n{server.log[-3000:]}"
+            received += chunk
+            if b'"audio-stop"' in received[-4096:]:
+                break
+            await asyncio.sleep(8192 / (pace * 48000))
         waited = time.monotonic() - started
-        a_audio = check_audio(a_first + await a_events)
+        check_audio(await a_events)
     finally:
         await a.disconnect()
-        await b.disconnect()
-    assert len(a_audio) > 10 * 48000  # seconds of audio
-    assert waited > IDLE_TIMEOUT + 0.5, f"B waited only {waited:.1f} s: the test proves nothing"
+        writer.close()
+    audio_seconds = len(received) / 48000  # nearly all of it is PCM
+    assert audio_seconds > 10  # LONG_TEXT on the tiny model: two sentences to the frame cap
+    buffered = 1.0 + 2 * 128 * 1024 / 48000  # what the socket buffers take at once, at most
+    # B sent nothing for this long and was not closed (A, idle once answered, may have been)
+    assert waited >= (audio_seconds - buffered) / pace - 0.5 > 3 * idle
+
+
+def _encoded(message) -> bytes:
+    event = message.event()
+    body = json.dumps(event.data).encode()
+    return json.dumps({"type": event.type, "data_length": len(body)}).encode() + b"\n" + body
 
 
 async def test_idle_connections_are_closed(server):
@@ -227,12 +252,6 @@ async def test_voice_names_never_become_paths(server):
 
 
 # -- signals ----------------------------------------------------------------------------------
-@pytest.fixture
-def start_fresh():
-    with servers() as start:
-        yield start
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 async def test_signal_during_synthesis_exits_cleanly(start_fresh, tiny_custom_voice, tmp_path,
                                                      signum):

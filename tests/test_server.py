@@ -11,21 +11,12 @@ from __future__ import annotations
 
 import array
 import asyncio
-import contextlib
 import hashlib
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
 
 import pytest
-from wyoming.audio import AudioChunk, AudioStart
-from wyoming.client import AsyncTcpClient
 from wyoming.event import Event
 from wyoming.info import Describe, Info
 from wyoming.ping import Ping
@@ -38,107 +29,14 @@ from wyoming.tts import (
 )
 
 from wyoming_qwen3_tts import __version__
+from wyoming_qwen3_tts.contract import SAMPLES_PER_FRAME
+from wyoming_qwen3_tts.dev.serverproc import (
+    check_audio,
+    connect,
+    read_until,
+)
 
-
-# -- the server process (also used by test_server_startup.py and test_zeroconf.py) ------
-def free_tcp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-class ServerProcess:
-    """`python -m wyoming_qwen3_tts` on a free TCP port, its log lines collected as they come."""
-
-    def __init__(self, *args: str, host: str = "127.0.0.1", env: dict | None = None) -> None:
-        self.host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        self.port = free_tcp_port()
-        self.command = [sys.executable, "-u", "-m", "wyoming_qwen3_tts",
-                        "--uri", f"tcp://{host}:{self.port}", *args]
-        full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, text=True, env=full_env)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    @property
-    def log(self) -> str:
-        with self._changed:
-            return "\n".join(self.lines)
-
-    def mark(self) -> int:
-        """Position in the log: wait_for_log(..., after=mark) looks only at later lines."""
-        with self._changed:
-            return len(self.lines)
-
-    def wait_for_log(self, pattern: str, timeout: float = 120.0, after: int = 0) -> re.Match:
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            seen = after
-            while True:
-                for line in self.lines[seen:]:
-                    if match := regex.search(line):
-                        return match
-                seen = len(self.lines)
-                if self.process.poll() is not None and not self._reader.is_alive():
-                    raise AssertionError(f"server exited ({self.process.returncode}) before "
-                                         f"logging {pattern!r}:\n{self.log}")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"no log line matching {pattern!r} within {timeout} s:"
-                                         f"\n{self.log}")
-                self._changed.wait(min(left, 0.5))
-
-    def stop(self, timeout: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._reader.join(5)
-        return self.process.returncode
-
-
-@contextlib.contextmanager
-def servers():
-    """Yields start(*args, **kwargs) -> ServerProcess; stops every server started on exit."""
-    started: list[ServerProcess] = []
-
-    def start(*args: str, **kwargs) -> ServerProcess:
-        server = ServerProcess(*args, **kwargs)
-        started.append(server)
-        return server
-
-    try:
-        yield start
-    finally:
-        for server in started:
-            server.stop()
-
-
-@pytest.fixture(scope="module")
-def start_server():
-    with servers() as start:
-        yield start
-
-
-SAMPLES_PER_FRAME = 1920
 MAX_TEXT_CHARS = 200
-EVENT_TIMEOUT = 120.0  # the shared 2-vCPU CI machine can be slow; nothing here should hang
 
 
 @pytest.fixture(scope="module")
@@ -160,43 +58,6 @@ def speakers(tiny_custom_voice) -> list[str]:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-async def connect(port: int) -> AsyncTcpClient:
-    client = AsyncTcpClient("127.0.0.1", port)
-    await client.connect()
-    return client
-
-
-async def read_until(client: AsyncTcpClient, last: str, timeout: float = EVENT_TIMEOUT
-                     ) -> list[Event]:
-    """Events up to and including the first of type `last`."""
-    events = []
-    while True:
-        event = await asyncio.wait_for(client.read_event(), timeout)
-        assert event is not None, f"connection closed after {[e.type for e in events]}"
-        events.append(event)
-        if event.type == last:
-            return events
-
-
-def check_audio(events: list[Event], streaming: bool = False, samples_per_chunk: int = 1024
-                ) -> bytes:
-    """Assert one well-formed audio response; return its PCM."""
-    kinds = [e.type for e in events]
-    assert kinds[0] == "audio-start", kinds
-    end = kinds.index("audio-stop")
-    assert kinds[1:end] == ["audio-chunk"] * (end - 1) and end > 1, kinds
-    assert kinds[end + 1:] == (["synthesize-stopped"] if streaming else []), kinds
-    start = AudioStart.from_event(events[0])
-    assert (start.rate, start.width, start.channels) == (24000, 2, 1)
-    chunks = [AudioChunk.from_event(e) for e in events[1:end]]
-    for chunk in chunks:
-        assert (chunk.rate, chunk.width, chunk.channels) == (24000, 2, 1)
-    sizes = [len(c.audio) // 2 for c in chunks]
-    assert all(size == samples_per_chunk for size in sizes[:-1]), sizes
-    assert 0 < sizes[-1] <= samples_per_chunk
-    return b"".join(c.audio for c in chunks)
-
-
 def peak(pcm: bytes) -> int:
     samples = array.array("h", pcm)
     return max(abs(s) for s in samples)

@@ -8,18 +8,12 @@ import subprocess
 import sys
 import time
 
-import pytest
-from test_server import check_audio, read_until, servers
 from wyoming.client import AsyncTcpClient
 from wyoming.event import read_event, write_event
 from wyoming.info import Describe, Info
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
-
-@pytest.fixture
-def start_server():
-    with servers() as start:
-        yield start
+from wyoming_qwen3_tts.dev.serverproc import check_audio, read_until
 
 
 async def connect_soon(port: int, timeout: float = 60.0) -> AsyncTcpClient:

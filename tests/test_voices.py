@@ -9,10 +9,12 @@ import shutil
 
 import pytest
 from test_cloning import write_clip
-from test_server import check_audio, connect, peak, read_until, servers
+from test_server import peak
 from wyoming.event import Event
 from wyoming.info import Describe, Info
 from wyoming.tts import Synthesize, SynthesizeVoice
+
+from wyoming_qwen3_tts.dev.serverproc import check_audio, connect, read_until, servers
 
 LANGUAGE_CODES = ["zh-CN", "en-US", "de-DE", "it-IT", "pt-BR", "es-ES", "ja-JP", "ko-KR",
                   "fr-FR", "ru-RU"]

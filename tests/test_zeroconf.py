@@ -8,17 +8,10 @@ import ipaddress
 import os
 
 import pytest
-from test_server import servers
 from zeroconf import IPVersion, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from wyoming_qwen3_tts.server.discovery import SERVICE_TYPE, Announcement, announced_addresses
-
-
-@pytest.fixture
-def start_server():
-    with servers() as start:
-        yield start
 
 
 class Browser:

@@ -25,10 +25,11 @@ from wyoming.server import AsyncServer, AsyncTcpServer
 from .cli import parse_args
 from .contract import AUTO, Engine, EngineFactory
 from .server.catalog import Catalog, peek_checkpoint
-from .server.connection import Qwen3TtsEventHandler, Service, Settings
+from .server.connection import Qwen3TtsEventHandler
 from .server.languages import LanguageDetector
 from .server.pool import ModelPool
 from .server.router import VoiceRouter, prefetch
+from .server.speech import Service, Settings
 from .server.voice_folders import scan_voices_dir
 from .server.worker import Loaded, Synthesizer
 

@@ -9,16 +9,11 @@ word by word as an LLM would).  Used by `python -m wyoming_qwen3_tts.dev.bench -
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from wyoming.audio import AudioChunk, AudioStop
 from wyoming.client import AsyncTcpClient
-from wyoming.info import Describe, Info
 from wyoming.tts import (
     Synthesize,
     SynthesizeChunk,
@@ -27,29 +22,10 @@ from wyoming.tts import (
     SynthesizeStopped,
 )
 
+from .serverproc import ServerProcess
+
 TEXT = "The kitchen lights are now off, and the front door is locked."
 QUICK_TEXT = "The lights are now off."
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def _wait_ready(port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            async with AsyncTcpClient("127.0.0.1", port) as client:
-                await client.write_event(Describe().event())
-                event = await asyncio.wait_for(client.read_event(), 2)
-                if event is not None and Info.is_type(event.type):
-                    return
-        except (OSError, asyncio.TimeoutError):
-            pass
-        await asyncio.sleep(0.5)
-    raise TimeoutError("server did not answer describe")
 
 
 async def _one_shot(port: int, text: str) -> dict:
@@ -99,23 +75,15 @@ async def _collect(client, start: float, last_type) -> dict:
 
 def measure_server(folder: Path, threads: int = 0, quick: bool = False,
                    dtype: str = "auto") -> list[dict]:
-    port = _free_port()
-    cmd = [sys.executable, "-m", "wyoming_qwen3_tts", "--uri", f"tcp://127.0.0.1:{port}",
-           "--model", str(folder), "--dtype", dtype, "--threads", str(threads),
-           "--language", "english"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = ServerProcess("--model", str(folder), "--dtype", dtype, "--threads", str(threads),
+                           "--language", "english")
     text = QUICK_TEXT if quick else TEXT
     try:
-        asyncio.run(_wait_ready(port, 600))
-        asyncio.run(_one_shot(port, "Hello."))  # let warm-up and lazy set-up finish
-        results = [{"mode": "synthesize (one shot)", **asyncio.run(_one_shot(port, text))},
+        server.wait_for_log(r"Ready: ", timeout=900)
+        asyncio.run(_one_shot(server.port, "Hello."))  # let warm-up and lazy set-up finish
+        results = [{"mode": "synthesize (one shot)", **asyncio.run(_one_shot(server.port, text))},
                    {"mode": "streaming (text sent word by word)",
-                    **asyncio.run(_streamed(port, text))}]
+                    **asyncio.run(_streamed(server.port, text))}]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop()
     return results

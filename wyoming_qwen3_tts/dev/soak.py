@@ -32,9 +32,6 @@ import json
 import os
 import random
 import re
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,8 +39,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .serverproc import HOST, ServerProcess
+
 SAMPLES_PER_FRAME = 1920
-HOST = "127.0.0.1"
 KINDS = {"ok": 40, "stream": 20, "slow": 10, "hangup": 10, "garbage": 12, "stall": 8}
 WELL_BEHAVED = ("ok", "stream", "slow")
 SENTENCES = [  # short: the tiny model always runs to its frame cap, which grows with the text
@@ -54,43 +52,31 @@ _AUDIO_LINE = re.compile(r"Request audio: (\d+) chars, frames=(\d+) samples=(\d+
 
 
 # -- the server ------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """The server subprocess; collects the audio digests it logs and samples its RSS."""
+class SoakServer(ServerProcess):
+    """The server subprocess (serverproc.ServerProcess, keeping no log of its own); collects
+    the audio digests it logs, its warnings and its peak RSS."""
 
     def __init__(self, model: str, data_dir: Path, threads: int, extra: list[str]) -> None:
-        self.port = _free_port()
-        command = [sys.executable, "-u", "-m", "wyoming_qwen3_tts",
-                   "--uri", f"tcp://{HOST}:{self.port}", "--model", model,
-                   "--data-dir", str(data_dir), "--threads", str(threads), "--debug", *extra]
-        env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, text=True, env=env)
         self.ready = threading.Event()
         self.audio: dict[str, list[tuple[int, int]]] = collections.defaultdict(list)
         self.warnings: collections.Counter[str] = collections.Counter()
         self.tail: collections.deque[str] = collections.deque(maxlen=40)
         self._lock = threading.Lock()
-        self.peak_rss = self.rss = 0
-        threading.Thread(target=self._read_log, daemon=True).start()
+        self.peak_rss = self.last_rss = 0
+        super().__init__("--model", model, "--data-dir", str(data_dir), "--threads", str(threads),
+                         "--debug", *extra, on_line=self._take_line, keep_lines=False,
+                         env={"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")})
 
-    def _read_log(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.tail.append(line.rstrip())
-            if "Ready: " in line:
-                self.ready.set()
-            if match := _AUDIO_LINE.search(line):
-                with self._lock:
-                    self.audio[match[4]].append((int(match[3]), int(match[2])))
-            elif " WARNING " in line or " ERROR " in line:
-                message = line.split(": ", 1)[-1].strip()
-                self.warnings[re.sub(r"\d+(\.\d+)?", "N", message)[:90]] += 1
+    def _take_line(self, line: str) -> None:
+        self.tail.append(line)
+        if "Ready: " in line:
+            self.ready.set()
+        if match := _AUDIO_LINE.search(line):
+            with self._lock:
+                self.audio[match[4]].append((int(match[3]), int(match[2])))
+        elif " WARNING " in line or " ERROR " in line:
+            message = line.split(": ", 1)[-1].strip()
+            self.warnings[re.sub(r"\d+(\.\d+)?", "N", message)[:90]] += 1
 
     def take(self, digest: str) -> tuple[int, int] | None:
         """(samples, frames) the server logged for audio with this digest (used once)."""
@@ -99,27 +85,8 @@ class Server:
             return entries.pop() if entries else None
 
     def sample_rss(self) -> None:
-        import psutil
-
-        try:
-            self.rss = psutil.Process(self.process.pid).memory_info().rss
-        except psutil.Error:
-            return
-        self.peak_rss = max(self.peak_rss, self.rss)
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-                return None  # did not stop by itself
-        return self.process.returncode
+        self.last_rss = self.rss() or self.last_rss
+        self.peak_rss = max(self.peak_rss, self.last_rss)
 
 
 # -- clients -------------------------------------------------------------------------------------
@@ -316,7 +283,7 @@ class Report:
         return out
 
 
-async def _run_clients(server: Server, requests: int, concurrency: int, seconds: float,
+async def _run_clients(server: SoakServer, requests: int, concurrency: int, seconds: float,
                        seed: int, timeout: float, report: Report) -> list[Outcome]:
     rng = random.Random(seed)
     kinds = [k for k, weight in KINDS.items() for _ in range(weight)]
@@ -365,7 +332,7 @@ def run_soak(requests: int = 300, concurrency: int = 6, seconds: float = 600.0,
     report = Report()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="soak-") as data_dir:
-        server = Server(model, Path(data_dir), threads, ["--no-warmup", *(server_args or [])])
+        server = SoakServer(model, Path(data_dir), threads, ["--no-warmup", *(server_args or [])])
         try:
             while not server.ready.wait(0.5):
                 if not server.alive():
@@ -382,7 +349,7 @@ def run_soak(requests: int = 300, concurrency: int = 6, seconds: float = 600.0,
             report.crashed = not server.alive()
             time.sleep(0.5)  # the last log lines
             server.sample_rss()
-            report.final_rss, report.peak_rss = server.rss, server.peak_rss
+            report.final_rss, report.peak_rss = server.last_rss, server.peak_rss
             for outcome in outcomes:
                 for error in outcome.errors:
                     report.errors[f"{outcome.kind}:{error}"] += 1

@@ -1,8 +1,9 @@
 """One client connection: Wyoming events in, audio events out.
 
 Reading and writing are split so the connection never stops listening: `handle_event` only
-validates, segments text and queues sentences for the synthesis worker (it never waits for
-audio), while a sender task writes each request's audio in order, as the worker produces it.
+turns events into requests (speech.py: validated, segmented, queued for the synthesis worker;
+it never waits for audio), while a sender task (sender.py) writes each request's audio in
+order, as the worker produces it.
 So `describe` and `ping` are answered at once, also mid-synthesis; a client that hangs up is
 noticed at once and its queued and running sentences are cancelled; and several requests and
 streams on one connection are answered in order, each with exactly one audio-start (before its
@@ -24,7 +25,7 @@ Nothing a client does can hold more than bounded resources (see README, "Limits"
 - writes never wait for a client: the transport buffers up to `max_unread_seconds` of audio;
   past that a write waits at most WRITE_GRACE_SECONDS for the client to read, then the
   connection's requests are cancelled and it is closed.  The synthesis worker never waits for
-  a client either (synthesis.Channel).
+  a client either (worker.Channel).
 
 Voice names from clients are only looked up in the catalog; nothing a client sends becomes a
 path.
@@ -37,32 +38,22 @@ import contextlib
 import logging
 import socket
 import time
-from dataclasses import dataclass
 
-from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
 from wyoming.event import Event, async_write_event
 from wyoming.info import Describe
 from wyoming.ping import Ping, Pong
 from wyoming.server import AsyncEventHandler
-from wyoming.tts import (
-    Synthesize,
-    SynthesizeChunk,
-    SynthesizeStart,
-    SynthesizeStop,
-    SynthesizeStopped,
-)
+from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
-from ..contract import AUTO, BYTES_PER_SECOND, CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH
-from .catalog import Catalog
-from .languages import to_model_language
+from ..contract import BYTES_PER_SECOND, SAMPLE_WIDTH
 from .protocol import EventReader, ProtocolError
-from .segmentation import Segmenter, split_text
-from .worker import Channel, Job, SegmentResult, Synthesizer, Ticket
+from .sender import Sender
+from .speech import Service, SlowClient, Speech
+from .worker import Lane
 
 _LOGGER = logging.getLogger(__name__)
 
-RATE, WIDTH = SAMPLE_RATE, SAMPLE_WIDTH
 WRITE_GRACE_SECONDS = 5.0  # a write past the unread-audio bound waits this long for the client
 MAX_PENDING_PER_CONNECTION = 32  # answers (requests, stream stops) outstanding on a connection
 SEND_BUFFER_BYTES = 128 * 1024  # kernel send buffer per TCP connection (Linux doubles it)
@@ -70,69 +61,16 @@ LINGER_SECONDS = 1.0  # after a closing error: how long incoming bytes are read 
 LINGER_BYTES = 1024 * 1024
 
 
-@dataclass
-class Settings:
-    samples_per_chunk: int = 1024
-    streaming: bool = True
-    max_text_chars: int = 2000
-    language: str | None = None  # --language as a model name; None: detect per sentence
-    max_connections: int = 16
-    idle_timeout: float = 300.0  # seconds; 0: never
-    max_queue: int = 8  # requests in the server at once (spoken or waiting)
-    max_unread_seconds: float = 30.0  # audio a client may leave unread before it is dropped
-
-
-@dataclass
-class Service:
-    """What all connections share."""
-
-    settings: Settings
-    catalog: Catalog
-    synthesizer: Synthesizer
-    connections: int = 0  # connections being served
-    requests: int = 0  # requests accepted and not finished, all connections together
-    stopping: bool = False  # shutting down: refuse new connections
-
-
-class SlowClient(ConnectionError):
-    """The client left more audio unread than allowed."""
-
-
-@dataclass
-class Failure:
-    code: str
-    text: str
-
-
-class Request:
-    """One `synthesize`, or one stream from synthesize-start to synthesize-stop."""
-
-    def __init__(self, streaming: bool, voice: str | None, language: str | None) -> None:
-        self.streaming = streaming
-        self.voice = voice
-        self.language = language
-        self.ticket = Ticket()
-        self.parts: asyncio.Queue[Job | Failure | None] = asyncio.Queue()
-        self.chars = 0
-        self.segments = 0
-        self.received = time.monotonic()
-        self.first_submitted: float | None = None
-        self.closed = False  # nothing more will be queued
-        self.finished = False  # the sender has written audio-stop
-        self.counted = False  # holds a place in Service.requests
-
-    def fail(self, code: str, text: str) -> None:
-        if not self.closed:
-            self.parts.put_nowait(Failure(code, text))
-            self.close()
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.parts.put_nowait(None)
-
-
-_STOPPED = object()  # queued after an ignored stream (--no-streaming): say synthesize-stopped
+def voice_fields(data: dict) -> tuple[str | None, str | None]:
+    """(voice name, language) a synthesize or synthesize-start asks for.  Read from the raw
+    data: wyoming's SynthesizeVoice.from_dict drops `language` when `name` is set; Home
+    Assistant sends `speaker` (the same name) beside `name`."""
+    voice = data.get("voice") if isinstance(data.get("voice"), dict) else {}
+    name, speaker, language = (
+        value if isinstance(value, str) and value.strip() else None
+        for value in (voice.get("name"), voice.get("speaker"), voice.get("language"))
+    )
+    return name or speaker, language
 
 
 class Qwen3TtsEventHandler(AsyncEventHandler):
@@ -140,25 +78,23 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
         super().__init__(*args, **kwargs)
         self.service = service
         self._events = EventReader(self.reader)
-        self._unread_limit = max(WIDTH, int(service.settings.max_unread_seconds
-                                            * BYTES_PER_SECOND))
+        self._unread_limit = max(SAMPLE_WIDTH, int(service.settings.max_unread_seconds
+                                                   * BYTES_PER_SECOND))
         self._last_activity = time.monotonic()  # last complete event in or event out
         self._eof_written = False
-        self._outbox: asyncio.Queue = asyncio.Queue()  # Requests and _STOPPED, in order
-        self._open: set[Request] = set()
-        self._stream: Request | None = None
-        self._segmenter: Segmenter | None = None
+        self._lane = Lane()
+        self._sender = Sender(self.write_event, service.settings.samples_per_chunk)
+        self._sender_task: asyncio.Task | None = None
+        self._stream: Speech | None = None
         self._ignored_stream = False
-        self._sender: asyncio.Task | None = None
 
     # -- reading ---------------------------------------------------------------------------
     async def run(self) -> None:
         """Receive events until the client leaves (bounded reads: protocol.EventReader)."""
         service, settings = self.service, self.service.settings
-        if service.stopping or service.connections >= settings.max_connections:
+        if service.stopping or not service.admission.take_connection():
             await self._refuse()
             return
-        service.connections += 1
         self._is_running = True
         self._configure_transport()
         watchdog = (asyncio.create_task(self._watch_idle(), name="wyoming idle watchdog")
@@ -183,7 +119,7 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
         except (ConnectionError, OSError) as err:
             _LOGGER.debug("Connection lost: %s", err)
         finally:
-            service.connections -= 1
+            service.admission.release_connection()
             if watchdog is not None:
                 watchdog.cancel()
             await self.disconnect()
@@ -203,13 +139,13 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
     async def _refuse(self) -> None:
         """Too many connections (or shutting down): say so and close."""
         stopping = self.service.stopping
+        admission = self.service.admission
         if not stopping:
             _LOGGER.warning("Refusing a connection: %d connections already (--max-connections)",
-                            self.service.connections)
+                            admission.connections)
         error = (Error(text="the server is shutting down", code="shutting-down") if stopping
-                 else Error(text=f"too many connections (limit: "
-                                 f"{self.service.settings.max_connections}); try again later",
-                            code="too-many-connections"))
+                 else Error(text=f"too many connections (limit: {admission.max_connections}); "
+                                 "try again later", code="too-many-connections"))
         try:
             await self.write_event(error.event())
             await self._close_gently()
@@ -240,9 +176,9 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
         timeout = self.service.settings.idle_timeout
         while self._is_running:
             now = time.monotonic()
-            if any(request.closed for request in self._open):
+            if any(speech.closed for speech in self._sender.open):
                 self._last_activity = now  # audio is owed (an open stream waits for the client)
-            idle = now - self._last_activity
+            idle = now - max(self._last_activity, self._sender.last_sent)
             if idle >= timeout:
                 _LOGGER.info("Closing a connection idle for %.0f s (--idle-timeout)", idle)
                 await self.stop()
@@ -250,14 +186,14 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
             await asyncio.sleep(max(0.05, min(timeout - idle, 1.0)))
 
     def _cancel_all(self) -> None:
-        for request in self._open:
-            request.ticket.cancel.set()
+        for speech in self._sender.open:
+            speech.cancel()
 
     def _stop_answering(self) -> None:
         """Before a closing error: nothing more is generated or sent on this connection."""
         self._cancel_all()
-        if self._sender is not None:
-            self._sender.cancel()
+        if self._sender_task is not None:
+            self._sender_task.cancel()
 
     def _drop(self, err: BaseException) -> None:
         """The client does not read: cancel its requests and close at once, dropping the
@@ -266,11 +202,6 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
         self._cancel_all()
         self._is_running = False
         self.writer.transport.abort()
-
-    def _release(self, request: Request) -> None:
-        if request.counted:
-            request.counted = False
-            self.service.requests -= 1
 
     async def write_event(self, event: Event) -> None:
         """Write without waiting for the client, up to `max_unread_seconds` of audio buffered;
@@ -285,18 +216,12 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
                              f"audio left unread for {WRITE_GRACE_SECONDS:g} s") from None
 
     async def disconnect(self) -> None:
-        self._cancel_all()
-        cancelled = [r for r in self._open if not r.finished]
-        if cancelled:
-            _LOGGER.info("Client disconnected: cancelled %d unfinished request(s)", len(cancelled))
-        for request in list(self._open):
-            self._release(request)
-        while not self._outbox.empty():  # requests the sender never reached
-            item = self._outbox.get_nowait()
-            if isinstance(item, Request):
-                self._release(item)
-        if self._sender is not None:
-            self._sender.cancel()
+        unfinished = self._sender.abandon()
+        if unfinished:
+            _LOGGER.info("Client disconnected: cancelled %d unfinished request(s)",
+                         len(unfinished))
+        if self._sender_task is not None:
+            self._sender_task.cancel()
 
     async def handle_event(self, event: Event) -> bool:
         kind = event.type
@@ -306,9 +231,9 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
             await self.write_event(Pong(text=event.data.get("text")).event())
         elif ((Synthesize.is_type(kind) and self._stream is None)
               or SynthesizeStart.is_type(kind) or SynthesizeStop.is_type(kind)) \
-                and self._outbox.qsize() >= MAX_PENDING_PER_CONNECTION:
+                and self._sender.pending >= MAX_PENDING_PER_CONNECTION:
             _LOGGER.warning("Closing a connection with %d answers outstanding",
-                            self._outbox.qsize())
+                            self._sender.pending)
             self._stop_answering()
             await self.write_event(Error(text=f"more than {MAX_PENDING_PER_CONNECTION} requests "
                                               "outstanding on one connection",
@@ -319,7 +244,9 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
             if self._stream is not None:
                 _LOGGER.debug("Ignoring the compatibility synthesize inside a stream")
             else:
-                self._synthesize(event.data)
+                text = event.data.get("text")
+                self._new_speech(event.data, streaming=False).say(
+                    text if isinstance(text, str) else "")
         elif SynthesizeStart.is_type(kind):
             self._start_stream(event.data)
         elif SynthesizeChunk.is_type(kind):
@@ -331,81 +258,18 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
         return True
 
     # -- requests --------------------------------------------------------------------------
-    def _new_request(self, data: dict, streaming: bool) -> Request:
-        """A request with its voice and language resolved, or already failed."""
-        voice = data.get("voice") if isinstance(data.get("voice"), dict) else {}
-        # Raw data: wyoming's SynthesizeVoice.from_dict drops `language` when `name` is set.
-        name, speaker_field, language_field = (
-            value if isinstance(value, str) and value.strip() else None
-            for value in (voice.get("name"), voice.get("speaker"), voice.get("language"))
-        )
-        catalog, settings = self.service.catalog, self.service.settings
-        voice_name = None
-        failure = None
-        if name or speaker_field:
-            if catalog.known:
-                found = catalog.voice(name) or catalog.voice(speaker_field)
-                voice_name = found.name if found is not None else None
-                if found is None:
-                    failure = Failure("unknown-voice",
-                                      catalog.unknown_voice(name or speaker_field or ""))
-            else:
-                voice_name = name or speaker_field  # the router checks it once loaded
-        language = settings.language
-        if language_field:
-            language = to_model_language(language_field)
-            if language is None or (language != AUTO and catalog.languages
-                                    and language not in catalog.languages):
-                failure = failure or Failure(
-                    "unsupported-language", f"language {language_field!r} is not one of "
-                    f"{', '.join(catalog.languages) or 'the model languages'}")
-        if failure is None and self.service.requests >= settings.max_queue:
-            _LOGGER.warning("Queue full: %d requests in the server (--max-queue)",
-                            self.service.requests)
-            failure = Failure("queue-full", f"the server is busy: {self.service.requests} "
-                              "requests are being spoken or waiting; try again later")
-        request = Request(streaming, voice_name, language)
-        if failure is None:
-            request.counted = True
-            self.service.requests += 1
-        self._open.add(request)
-        self._outbox.put_nowait(request)
-        if self._sender is None:
-            self._sender = asyncio.create_task(self._send_all(), name="wyoming audio sender")
-        if failure is not None:
-            request.fail(failure.code, failure.text)
-        return request
+    def _new_speech(self, data: dict, streaming: bool) -> Speech:
+        voice, language = voice_fields(data)
+        speech = Speech(self.service, self._lane, streaming=streaming, voice=voice,
+                        language=language, capacity=self._unread_limit)
+        self._sender.answer(speech)
+        self._start_sender()
+        return speech
 
-    def _submit(self, request: Request, text: str) -> None:
-        channel = Channel(asyncio.get_running_loop(), capacity=self._unread_limit)
-        job = Job(text, request.voice, request.language, request.ticket, channel)
-        if request.first_submitted is None:
-            request.first_submitted = time.monotonic()
-        request.segments += 1
-        request.parts.put_nowait(job)
-        self.service.synthesizer.submit(job)
-
-    def _too_long(self, request: Request) -> bool:
-        limit = self.service.settings.max_text_chars
-        if request.chars > limit:
-            request.fail("text-too-long",
-                         f"text is {request.chars} characters; the limit is {limit}")
-            return True
-        return False
-
-    def _synthesize(self, data: dict) -> None:
-        request = self._new_request(data, streaming=False)
-        text = data.get("text") if isinstance(data.get("text"), str) else ""
-        request.chars = len(text)
-        if request.closed or self._too_long(request):
-            return
-        segments = split_text(text)
-        if not segments:
-            request.fail("empty-text", "nothing to say: the text is empty or has no words")
-            return
-        for segment in segments:
-            self._submit(request, segment)
-        request.close()
+    def _start_sender(self) -> None:
+        if self._sender_task is None:
+            self._sender_task = asyncio.create_task(self._send_all(),
+                                                    name="wyoming audio sender")
 
     def _start_stream(self, data: dict) -> None:
         if self._stream is not None:
@@ -416,58 +280,32 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
             # it is served; synthesize-stop is still answered so no client waits.
             self._ignored_stream = True
             return
-        self._stream = self._new_request(data, streaming=True)
-        self._segmenter = Segmenter()
+        self._stream = self._new_speech(data, streaming=True)
 
     def _stream_text(self, text) -> None:
-        request, segmenter = self._stream, self._segmenter
-        if request is None or segmenter is None:
+        if self._stream is None:
             if not self._ignored_stream:
                 _LOGGER.debug("Ignoring synthesize-chunk outside a stream")
             return
-        if request.closed or request.finished or not isinstance(text, str):
-            return
-        request.chars += len(text)
-        if self._too_long(request):
-            return
-        for segment in segmenter.add(text):
-            self._submit(request, segment)
+        if isinstance(text, str):
+            self._stream.add_text(text)
 
     def _stop_stream(self) -> None:
         if self._ignored_stream:
             self._ignored_stream = False
-            self._outbox.put_nowait(_STOPPED)
-            if self._sender is None:
-                self._sender = asyncio.create_task(self._send_all(), name="wyoming audio sender")
+            self._sender.stream_stopped()
+            self._start_sender()
             return
-        request, segmenter = self._stream, self._segmenter
-        self._stream = self._segmenter = None
-        if request is None or segmenter is None:
+        speech, self._stream = self._stream, None
+        if speech is None:
             _LOGGER.debug("Ignoring synthesize-stop outside a stream")
             return
-        if request.closed or request.finished:
-            return
-        for segment in segmenter.finish():
-            self._submit(request, segment)
-        if request.segments == 0:
-            request.fail("empty-text", "nothing to say: the stream had no words")
-        request.close()
+        speech.end_text()
 
     # -- writing ---------------------------------------------------------------------------
     async def _send_all(self) -> None:
         try:
-            while True:
-                item = await self._outbox.get()
-                if item is _STOPPED:
-                    await self.write_event(SynthesizeStopped().event())
-                    continue
-                try:
-                    await self._send(item)
-                finally:
-                    item.finished = True
-                    self._open.discard(item)
-                    self._release(item)
-                    self._last_activity = time.monotonic()
+            await self._sender.run()
         except SlowClient as err:
             self._drop(err)
         except (ConnectionError, OSError) as err:
@@ -475,80 +313,3 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
             await self.stop()
         except asyncio.CancelledError:
             pass
-
-    async def _send(self, request: Request) -> None:
-        bytes_per_chunk = self.service.settings.samples_per_chunk * WIDTH * CHANNELS
-        pending = b""
-        sent_samples = 0
-        started = False
-        first_audio: float | None = None
-        results: list[SegmentResult] = []
-        failure: Failure | None = None
-
-        async def send_pcm(pcm: bytes) -> None:
-            nonlocal started, sent_samples, first_audio
-            if not started:
-                started = True
-                await self.write_event(AudioStart(rate=RATE, width=WIDTH, channels=CHANNELS,
-                                                  timestamp=0).event())
-            if first_audio is None:
-                first_audio = time.monotonic()
-            await self.write_event(AudioChunk(rate=RATE, width=WIDTH, channels=CHANNELS,
-                                              audio=pcm,
-                                              timestamp=sent_samples * 1000 // RATE).event())
-            sent_samples += len(pcm) // (WIDTH * CHANNELS)
-
-        while failure is None:
-            part = await request.parts.get()
-            if part is None:
-                break
-            if isinstance(part, Failure):
-                failure = part
-                break
-            while not isinstance(item := await part.channel.get(), SegmentResult):
-                pending += item
-                while len(pending) >= bytes_per_chunk:
-                    await send_pcm(pending[:bytes_per_chunk])
-                    pending = pending[bytes_per_chunk:]
-            result = item
-            results.append(result)
-            if result.error_code:
-                failure = Failure(result.error_code, result.error_text or result.error_code)
-            elif result.cancelled:
-                if request.ticket.stalled:  # the worker found the client's audio unread
-                    raise SlowClient(f"more than {self._unread_limit / BYTES_PER_SECOND:g} s "
-                                     "of audio left unread")
-                failure = Failure("cancelled", "synthesis was cancelled")
-        if pending:
-            await send_pcm(pending)
-        if failure is not None:
-            request.ticket.cancel.set()  # skip its queued sentences
-            request.close()
-            _LOGGER.warning("Request failed (%s): %s", failure.code, failure.text)
-            await self.write_event(Error(text=failure.text, code=failure.code).event())
-        await self.write_event(AudioStop(timestamp=sent_samples * 1000 // RATE).event())
-        if request.streaming:
-            await self.write_event(SynthesizeStopped().event())
-        if results and failure is None:
-            self._log_request(request, results, sent_samples, first_audio)
-
-    def _log_request(self, request: Request, results: list[SegmentResult], samples: int,
-                     first_audio: float | None) -> None:
-        begin = request.first_submitted or request.received
-        now = time.monotonic()
-        audio_seconds = samples / RATE
-        engine_seconds = sum(r.seconds for r in results)
-        languages = ",".join(dict.fromkeys(str(r.language) for r in results))
-        voices = ",".join(dict.fromkeys(str(r.voice) for r in results))
-        _LOGGER.info(
-            "%s: %d chars, %d segment(s), voice=%s, language=%s, first audio %s, total %.2f s, "
-            "%.2f s of audio, RTF %s",
-            "Stream" if request.streaming else "Synthesize", request.chars, len(results),
-            voices, languages,
-            f"{first_audio - begin:.2f} s" if first_audio is not None else "-",
-            now - begin, audio_seconds,
-            f"{engine_seconds / audio_seconds:.2f}" if audio_seconds else "-",
-        )
-        _LOGGER.debug("Request audio: %d chars, frames=%d samples=%d sha256=%s", request.chars,
-                      sum(r.frames for r in results), samples,
-                      request.ticket.digest.hexdigest())

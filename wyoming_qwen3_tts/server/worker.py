@@ -1,8 +1,10 @@
-"""The one synthesis worker: a thread that owns the engine and serves segments in arrival order.
+"""The one synthesis worker: a thread that owns the engines and serves segments in turn.
 
 The engine is not thread-safe and its `stream` blocks, so exactly one thread ever touches it.
 It first loads the model (the event loop meanwhile answers `describe`), then takes jobs, one
-sentence each, from a FIFO queue shared by all connections.  Each job's audio travels back to
+sentence each.  Each client has a `Lane` (a Wyoming connection, an HTTP request): its jobs are
+served in order, and the lanes take turns, one sentence each (`Schedule`), so a short answer
+never waits for another client's whole long text.  Each job's audio travels back to
 the event loop through its own `Channel`: chunks are posted with `call_soon_threadsafe` and the
 worker never waits for a client.  A channel holds at most `capacity` bytes the event loop has
 not taken yet; past that (the connection's sender is stuck behind a client that does not read)
@@ -14,9 +16,9 @@ cancelled request are skipped without touching the engine.
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -101,6 +103,15 @@ class Channel:
         return item
 
 
+class Lane:
+    """One client's place in the worker's rotation: its jobs, in order."""
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self.jobs: collections.deque[Job] = collections.deque()
+        self.waiting = False  # in the rotation
+
+
 @dataclass
 class Job:
     text: str
@@ -108,6 +119,46 @@ class Job:
     language: str | None  # a model language name or "auto"; None: detect from the text
     ticket: Ticket
     channel: Channel
+    lane: Lane = field(default_factory=Lane)
+
+
+class Schedule:
+    """The worker's jobs: lanes with work take turns, one job each (round-robin)."""
+
+    def __init__(self) -> None:
+        self._turns: collections.deque[Lane] = collections.deque()
+        self._changed = threading.Condition()
+        self._stopped = False
+
+    def put(self, job: Job) -> None:
+        with self._changed:
+            lane = job.lane
+            lane.jobs.append(job)
+            if not lane.waiting:
+                lane.waiting = True
+                self._turns.append(lane)
+            self._changed.notify()
+
+    def stop(self) -> None:
+        """`get` returns None once the jobs queued so far are taken."""
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
+
+    def get(self, block: bool = True) -> Job | None:
+        """The next job; None when stopped (or, with block=False, when there is none)."""
+        with self._changed:
+            while not self._turns:
+                if self._stopped or not block:
+                    return None
+                self._changed.wait()
+            lane = self._turns.popleft()
+            job = lane.jobs.popleft()
+            if lane.jobs:
+                self._turns.append(lane)  # its next job waits for the others' turns
+            else:
+                lane.waiting = False
+            return job
 
 
 @dataclass
@@ -127,7 +178,7 @@ class Synthesizer:
 
     def __init__(self, load: Callable[[], Loaded]) -> None:
         self._load = load
-        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._jobs = Schedule()
         self._thread = threading.Thread(target=self._run, name="synthesis", daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.ready: asyncio.Future | None = None  # result: Loaded; exception: load failure
@@ -141,8 +192,8 @@ class Synthesizer:
         self._jobs.put(job)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Ask the worker to finish after its current job (cancel that first to be quick)."""
-        self._jobs.put(None)
+        """Ask the worker to finish the jobs it has (cancel them first to be quick)."""
+        self._jobs.stop()
         if self._thread.is_alive():
             self._thread.join(timeout)
 
@@ -181,14 +232,7 @@ class Synthesizer:
                                          error_text=f"the model could not be loaded: {err}"))
 
     def _refuse_waiting(self, err: BaseException) -> None:
-        while True:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                return
-            if job is None:
-                self._jobs.put(None)  # keep the stop request for _refuse_all
-                return
+        while (job := self._jobs.get(block=False)) is not None:
             self._refuse(job, err)
 
     def _refuse_all(self, err: BaseException) -> None:
