@@ -182,6 +182,12 @@ class Catalog:
                 checkpoint.loaded = loaded
             self._rebuild()
 
+    def set_folders(self, folders: list[VoiceFolder]) -> None:
+        """The voice folders now (after a rescan, or one was added or removed)."""
+        with self._lock:
+            self.folders = list(folders)
+            self._rebuild()
+
     @property
     def loaded(self) -> bool:
         return self.checkpoints[self.first_model].loaded
