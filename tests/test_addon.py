@@ -719,9 +719,14 @@ DEFAULT_ARGS = BASE_ARGS + [
     "--model", DEFAULT_MODEL,
     "--language", "auto",
     "--dtype", "auto",
+    "--threads", "0",
+    "--interop-threads", "0",
+    "--max-loaded-models", "0",
     "--samples-per-chunk", "1024",
     "--max-text-chars", "2000",
 ]  # fmt: skip
+# every option set to its default gives the server the value it would use anyway
+MINIMAL_ARGS = BASE_ARGS + ["--voices-dir", "/share/qwen3_tts/voices", "--model", DEFAULT_MODEL]
 SWITCHES = {"--no-streaming", "--no-warmup", "--debug"}
 
 
@@ -783,9 +788,9 @@ OPTION_CHANGES = [
     ("language", "german", lambda p: _replace(p, "--language", "german")),
     ("dtype", "int8", lambda p: _replace(p, "--dtype", "int8")),
     ("dtype", "bfloat16", lambda p: _replace(p, "--dtype", "bfloat16")),
-    ("threads", 4, lambda p: p + [("--threads", "4")]),
-    ("interop_threads", 2, lambda p: p + [("--interop-threads", "2")]),
-    ("max_loaded_models", 1, lambda p: p + [("--max-loaded-models", "1")]),
+    ("threads", 4, lambda p: _replace(p, "--threads", "4")),
+    ("interop_threads", 2, lambda p: _replace(p, "--interop-threads", "2")),
+    ("max_loaded_models", 1, lambda p: _replace(p, "--max-loaded-models", "1")),
     ("streaming", False, lambda p: p + [("--no-streaming", None)]),
     ("warmup", False, lambda p: p + [("--no-warmup", None)]),
     ("samples_per_chunk", 4096, lambda p: _replace(p, "--samples-per-chunk", "4096")),
@@ -815,8 +820,38 @@ def test_run_script_option_changed(tmp_path, config, key, value, change):
 
 
 def test_run_script_without_optional_options(tmp_path):
+    # voice and extra_models unset: left out (the server's defaults apply)
     args = server_command(tmp_path, options_fixture("options-minimal.json"))
     assert args == DEFAULT_ARGS
+    args = server_command(tmp_path, {"model": DEFAULT_MODEL})
+    assert args == MINIMAL_ARGS
+
+
+# add-on option -> (server option, how the add-on's value reads as the server's)
+AS_SERVER_OPTION = {
+    "model": ("model", lambda value: [value]),
+    "extra_models": (None, None),  # more --model flags; none by default
+    "voice": ("voice", lambda value: value or None),
+    "streaming": ("no_streaming", lambda value: not value),
+    "warmup": ("no_warmup", lambda value: not value),
+    "debug_logging": ("debug", lambda value: value),
+}
+
+
+def test_addon_defaults_are_the_servers(config):
+    """config.yaml's option defaults are the server's own (cli.py is the one source): the
+    run script passes them as they are, and they change nothing."""
+    from wyoming_qwen3_tts.cli import parse_args
+
+    server = parse_args([])
+    assert config["options"]["extra_models"] == []
+    for key, value in config["options"].items():
+        dest, convert = AS_SERVER_OPTION.get(key, (key, lambda v: v))
+        if dest is None:
+            continue
+        assert convert is not None
+        assert getattr(server, dest) == convert(value), \
+            f"{key}: add-on default {value!r}, server default {getattr(server, dest)!r}"
 
 
 def test_run_script_without_supervisor_uses_server_defaults(tmp_path):

@@ -117,3 +117,30 @@ def test_version_from_the_console():
     result = subprocess.run([sys.executable, "-m", "wyoming_qwen3_tts", "--version"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == __version__
+
+
+def test_readme_options_table_shows_the_parsers_defaults():
+    """The README's table of options is written by hand: its defaults must be the parser's
+    (cli.py is the one source)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text("utf-8")
+    parser = build_parser()
+    defaults = {action.option_strings[0]: action.default for action in parser._actions
+                if action.option_strings}
+    defaults["--model"] = DEFAULT_MODEL  # appended to: filled in after parsing
+    checked = 0
+    for option, default in re.findall(r"^\| `(--[a-z-]+)[^`]*` \| `QWEN3_TTS_\w+` \| `([^`]*)` \|",
+                                      readme, re.M):
+        assert option in defaults, f"README names {option}, which the server does not have"
+        default = str(Path(default).expanduser()) if default.startswith("~/") else default
+        if default == "DATA_DIR/voices":  # filled in after parsing
+            args = parse_args([])
+            assert args.voices_dir == args.data_dir / "voices"
+            continue
+        assert str(defaults[option]) == default or (
+            isinstance(defaults[option], float) and float(default) == defaults[option]), \
+            f"{option}: README says {default!r}, the parser {defaults[option]!r}"
+        checked += 1
+    assert checked >= 12  # the table is still there and parsed

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 SAMPLE_RATE = 24000  # Hz
 SAMPLE_WIDTH = 2  # bytes: 16-bit signed little-endian
@@ -35,7 +35,11 @@ BYTES_PER_SECOND = SAMPLE_RATE * SAMPLE_WIDTH * CHANNELS
 CUSTOM_VOICE, VOICE_DESIGN, BASE = "custom_voice", "voice_design", "base"
 MODEL_TYPES = (CUSTOM_VOICE, VOICE_DESIGN, BASE)
 AUTO = "auto"  # language: let the model decide from the text
-DTYPES = ("auto", "float32", "bfloat16", "int8")  # --dtype: precision of generation
+# --dtype: precision of generation (talker and code predictor; engine/precision.py says what
+# each means on each CPU): int8 = int8 weights, the fastest int8 kernel of this CPU (x86:
+# fbgemm); int8-weight-only = activations kept floating point (outlier-safe); int4 = the code
+# predictor in 4 bits, the talker int8; int4-all = both in 4 bits
+DTYPES = ("auto", "float32", "bfloat16", "int8", "int8-weight-only", "int4", "int4-all")
 
 MIN_REFERENCE_SECONDS = 1.0  # a cloned voice's recording: shorter says too little
 DEFAULT_MAX_REFERENCE_SECONDS = 10.0  # at most this much of it is used (--max-reference-seconds)
@@ -80,19 +84,19 @@ class Engine(Protocol):
     honours_instruct: bool  # False: style instructions are ignored (0.6B CustomVoice)
 
     def stream(self, text: str, *, speaker: str | None = None, language: str = AUTO,
-               instruct: str | None = None, clone: object | None = None,
+               instruct: str | None = None, clone: Any = None,
                cancel: threading.Event | None = None, stats: StreamStats | None = None,
                max_frames: int | None = None) -> Iterator[bytes]:
         """Speak one text segment: PCM chunks (whole frames) as they are decoded.  Raises
         EngineInputError before generating anything if the request cannot be spoken."""
         ...
 
-    def clone_prompt(self, source: CloneSource) -> object:
+    def clone_prompt(self, source: CloneSource) -> Any:
         """A cloned voice ready to pass as `stream(clone=...)` (computed or from the disk
         cache); ValueError if the recording cannot be used."""
         ...
 
-    def warmup(self, clone: object | None = None) -> None:
+    def warmup(self, clone: Any = None) -> None:
         """One short synthesis, so the first request does not pay for lazy set-up."""
         ...
 

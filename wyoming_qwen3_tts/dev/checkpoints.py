@@ -549,7 +549,9 @@ def _bpe(n_regular: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
     tok.train_from_iterator(_CORPUS, trainer=trainer)
     model = json.loads(tok.to_str())["model"]
     vocab: dict[str, int] = model["vocab"]
-    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    merges: list[tuple[str, str]] = [
+        (m.split(" ", 1)[0], m.split(" ", 1)[1]) if isinstance(m, str) else (m[0], m[1])
+        for m in model["merges"]]
     # BPE only ever produces merge results: these placeholders never appear in encodings.
     for i in range(len(vocab), n_regular):
         vocab[f"<|unused_{i}|>"] = i
@@ -748,9 +750,9 @@ def _write_safetensors(path: Path, specs, dtype_of, seed: int, fixups=None) -> N
         f.write(struct.pack("<Q", len(raw)))
         f.write(raw)
         for name, shape, rule in specs:
-            chunks = _tensor_chunks(name, shape, rule, dtype_of(name), seed)
+            chunks: Iterator[Any] = _tensor_chunks(name, shape, rule, dtype_of(name), seed)
             if name in fixups:  # small tensors only: edited whole
-                chunks = [fixups[name](torch.cat(list(chunks)).view(shape)).reshape(-1)]
+                chunks = iter([fixups[name](torch.cat(list(chunks)).view(shape)).reshape(-1)])
             for chunk in chunks:
                 f.write(chunk.contiguous().view(torch.uint8).numpy().tobytes())
 

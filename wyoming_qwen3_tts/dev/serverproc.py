@@ -178,7 +178,7 @@ async def connect(port: int, host: str = HOST) -> AsyncTcpClient:
 async def read_until(client: AsyncTcpClient, last: str, timeout: float = EVENT_TIMEOUT
                      ) -> list[Event]:
     """Events up to and including the first of type `last`."""
-    events = []
+    events: list[Event] = []
     while True:
         event = await asyncio.wait_for(client.read_event(), timeout)
         assert event is not None, f"connection closed after {[e.type for e in events]}"

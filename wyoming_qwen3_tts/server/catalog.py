@@ -221,12 +221,13 @@ class Catalog:
                 voices[voice.key] = voice
         for folder in self.folders:
             try:
-                voice = self._folder_voice(folder, known)
+                folder_voice = self._folder_voice(folder, known)
             except VoiceFolderError as err:
                 self._report(f"Voice folder {folder.folder} left out: {err}")
                 continue
-            if voice is None:
-                continue  # its checkpoint is not known yet
+            if folder_voice is None:
+                continue
+            voice = folder_voice  # its checkpoint is not known yet
             if voice.key in voices:
                 other = voices[voice.key]
                 self._report(f"Voice folder {folder.folder} left out: the name {voice.name!r} "

@@ -65,7 +65,8 @@ def voice_fields(data: dict) -> tuple[str | None, str | None]:
     """(voice name, language) a synthesize or synthesize-start asks for.  Read from the raw
     data: wyoming's SynthesizeVoice.from_dict drops `language` when `name` is set; Home
     Assistant sends `speaker` (the same name) beside `name`."""
-    voice = data.get("voice") if isinstance(data.get("voice"), dict) else {}
+    raw = data.get("voice")
+    voice: dict = raw if isinstance(raw, dict) else {}
     name, speaker, language = (
         value if isinstance(value, str) and value.strip() else None
         for value in (voice.get("name"), voice.get("speaker"), voice.get("language"))

@@ -92,7 +92,8 @@ class Speech:
         self.counted = False  # holds a place in the queue (admission)
         self.results: list[SegmentResult] = []
         self.failure: Failure | None = None
-        self.voice, self.language = None, service.settings.language
+        self.voice: str | None = None  # the catalog's name; None: the default voice
+        self.language: str | None = service.settings.language  # None: detect per sentence
         self._segmenter = Segmenter() if streaming else None
         failure = self._resolve(voice, language) or self._admit()
         if failure is not None:
