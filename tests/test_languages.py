@@ -11,9 +11,12 @@ from hypothesis import strategies as st
 from wyoming_qwen3_tts.server.languages import (
     AUTO,
     LANGUAGES,
+    REGIONS,
+    SPEAKER_LANGUAGES,
     LanguageDetector,
     bcp47,
     codes_for,
+    speaker_language,
     to_model_language,
 )
 from wyoming_qwen3_tts.server.segmentation import MAX_SEGMENT_CHARS, Segmenter, split_text
@@ -31,13 +34,81 @@ def test_to_model_language(value, expected):
     assert to_model_language(value) == expected
 
 
-def test_one_bcp47_code_per_model_language():
+# The regions Home Assistant users pick (issue 16); Home Assistant matches a TTS language
+# exactly (see languages.py), so each must be advertised as written.
+REQUIRED_REGIONS = {
+    "english": ["en-US", "en-GB", "en-AU", "en-CA", "en-IE", "en-IN", "en-NZ"],
+    "german": ["de-DE", "de-AT", "de-CH"],
+    "french": ["fr-FR", "fr-CA", "fr-BE", "fr-CH"],
+    "spanish": ["es-ES", "es-MX", "es-US", "es-AR"],
+    "portuguese": ["pt-BR", "pt-PT"],
+    "italian": ["it-IT", "it-CH"],
+    "chinese": ["zh-CN", "zh-TW", "zh-HK"],
+    "japanese": ["ja-JP"],
+    "korean": ["ko-KR"],
+    "russian": ["ru-RU"],
+}
+
+ALL_CODES = ["zh-CN", "zh-TW", "zh-HK", "zh-Hans", "zh-Hant", "zh",
+             "en-US", "en-GB", "en-AU", "en-CA", "en-IE", "en-IN", "en-NZ", "en",
+             "de-DE", "de-AT", "de-CH", "de",
+             "it-IT", "it-CH", "it",
+             "pt-BR", "pt-PT", "pt",
+             "es-ES", "es-MX", "es-US", "es-AR", "es-419", "es",
+             "ja-JP", "ja",
+             "ko-KR", "ko",
+             "fr-FR", "fr-CA", "fr-BE", "fr-CH", "fr",
+             "ru-RU", "ru"]
+
+
+def test_every_region_and_the_bare_code_are_advertised_in_the_model_order():
     codes = codes_for(list(LANGUAGES))
-    assert codes == ["zh-CN", "en-US", "de-DE", "it-IT", "pt-BR", "es-ES", "ja-JP", "ko-KR",
-                     "fr-FR", "ru-RU"]
-    assert codes_for(["english", "beijing_dialect"]) == ["en-US"]
+    assert codes == ALL_CODES
+    assert len(set(codes)) == len(codes)
+    for language, regions in REQUIRED_REGIONS.items():
+        assert set(regions) <= set(codes_for([language])), language
+        assert LANGUAGES[language][1] in codes_for([language])  # the bare code
+    assert codes_for(["english", "beijing_dialect"]) == list(REGIONS["english"])
+    assert codes_for(["german"]) == ["de-DE", "de-AT", "de-CH", "de"]
+    assert codes_for([]) == []
+
+
+def test_every_advertised_code_maps_back_to_its_language():
     for name in LANGUAGES:
+        assert bcp47(name) == REGIONS[name][0]
         assert to_model_language(bcp47(name)) == name
+        for code in codes_for([name]):
+            assert to_model_language(code) == name, code
+            assert to_model_language(code.lower()) == name, code
+            assert to_model_language(code.replace("-", "_")) == name, code
+
+
+def test_an_exact_match_finds_every_voice_for_every_region():
+    # What Home Assistant's wyoming TTS entity does: a dict from each advertised code to
+    # the voices listing it, looked up with the pipeline's (or tts.speak's) language as is.
+    voices = {"Ryan": codes_for(list(LANGUAGES)), "Vivian": codes_for(list(LANGUAGES))}
+    by_code: dict[str, list[str]] = {}
+    for voice, codes in voices.items():
+        for code in codes:
+            by_code.setdefault(code, []).append(voice)
+    for language, regions in REQUIRED_REGIONS.items():
+        for code in [*regions, LANGUAGES[language][1]]:
+            assert by_code.get(code) == ["Ryan", "Vivian"], code
+
+
+@pytest.mark.parametrize("speaker, language", [
+    ("Vivian", "chinese"), ("Serena", "chinese"), ("Uncle_Fu", "chinese"),
+    ("Uncle Fu", "chinese"), ("uncle_fu", "chinese"), ("Dylan", "chinese"),
+    ("Eric", "chinese"), ("Ryan", "english"), ("Aiden", "english"), ("Ono_Anna", "japanese"),
+    ("ono anna", "japanese"), ("Sohee", "korean"), ("SOHEE", "korean"),
+    ("Nobody", None), ("", None), (None, None),
+])
+def test_speaker_language(speaker, language):
+    assert speaker_language(speaker) == language
+
+
+def test_speaker_languages_are_model_languages():
+    assert set(SPEAKER_LANGUAGES.values()) <= set(LANGUAGES)
 
 
 SENTENCES = {
@@ -64,11 +135,47 @@ def test_detects_each_model_language(detector):
         assert detector.detect(sentence)[0] == language, sentence
 
 
-def test_unsure_detection_keeps_the_previous_language_or_lets_the_model_decide(detector):
-    assert detector.detect("OK.")[1] < 0.5
-    assert detector.choose("OK.", previous="german") == "german"
-    assert detector.choose("OK.", previous=None) == AUTO
+@pytest.mark.parametrize("short", ["OK.", "Gern.", "Fertig.", "Merci.", "21,5 °C.", "10:45."])
+def test_a_sentence_too_short_to_detect_takes_the_language_of_the_others(detector, short):
+    assert detector.detect(short)[1] < 0.5
+    # the sentence before in the same request or stream wins over the voice's language
+    assert detector.choose(short, previous="german", fallback="english") == "german"
+    assert detector.choose(short, "german") == "german"
+    # the first sentence: the voice's own language
+    assert detector.choose(short, previous=None, fallback="english") == "english"
+    assert detector.choose(short, None, speaker_language("Vivian")) == "chinese"
+    # "auto" only when nothing better is known (or what is known is no language here)
+    assert detector.choose(short, previous=None, fallback=None) == AUTO
+    assert detector.choose(short) == AUTO
+    assert detector.choose(short, previous=AUTO, fallback=None) == AUTO
+    assert detector.choose(short, previous="klingon", fallback="french") == "french"
+
+
+def test_a_sentence_detected_with_confidence_keeps_its_own_language(detector):
     assert detector.choose(SENTENCES["french"], previous="german") == "french"
+    assert detector.choose(SENTENCES["french"], previous="german", fallback="english") == "french"
+    assert detector.choose(SENTENCES["korean"], previous=None, fallback="japanese") == "korean"
+
+
+def test_a_stream_of_sentences_carries_its_language_over_the_short_ones(detector):
+    # How the worker uses it: each confident sentence sets the language for the next ones.
+    sentences = ["OK.", "Das Licht in der Küche ist jetzt an.", "Gern.", "21,5 °C."]
+    previous, spoken = None, []
+    for sentence in sentences:
+        language = detector.choose(sentence, previous, fallback="english")
+        if language != AUTO:
+            previous = language
+        spoken.append(language)
+    assert spoken == ["english", "german", "german", "german"]
+
+
+def test_fallback_outside_the_detectors_languages_is_ignored():
+    # a checkpoint without Japanese: a Japanese voice's language is no fallback there
+    european = LanguageDetector(["english", "german", "french", "spanish", "italian",
+                                 "portuguese", "russian"])
+    assert european.detect("OK.")[1] < 0.5
+    assert european.choose("OK.", previous=None, fallback="japanese") == AUTO
+    assert european.choose("OK.", previous=None, fallback="german") == "german"
 
 
 def test_detection_is_restricted_to_the_model_languages():

@@ -94,8 +94,12 @@ async def test_describe_lists_every_speaker_with_all_languages(server, speakers)
     assert [v.name for v in program.voices] == speakers
     for voice in program.voices:
         assert voice.installed and voice.description
-        assert voice.languages == ["zh-CN", "en-US", "de-DE", "it-IT", "pt-BR", "es-ES",
-                                   "ja-JP", "ko-KR", "fr-FR", "ru-RU"]
+        assert voice.languages == [
+            "zh-CN", "zh-TW", "zh-HK", "zh-Hans", "zh-Hant", "zh",
+            "en-US", "en-GB", "en-AU", "en-CA", "en-IE", "en-IN", "en-NZ", "en",
+            "de-DE", "de-AT", "de-CH", "de", "it-IT", "it-CH", "it", "pt-BR", "pt-PT", "pt",
+            "es-ES", "es-MX", "es-US", "es-AR", "es-419", "es", "ja-JP", "ja", "ko-KR", "ko",
+            "fr-FR", "fr-CA", "fr-BE", "fr-CH", "fr", "ru-RU", "ru"]
     assert "loading" not in program.description
 
 
