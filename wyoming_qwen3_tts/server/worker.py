@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
+import itertools
 import logging
 import threading
 import time
@@ -109,7 +110,8 @@ class Lane:
     def __init__(self, name: str = "") -> None:
         self.name = name
         self.jobs: collections.deque[Job] = collections.deque()
-        self.waiting = False  # in the rotation
+        self.turn = 0  # the round in which it is served next (Schedule)
+        self.order = 0  # when it started waiting: ties go to the earlier
 
 
 @dataclass
@@ -123,20 +125,28 @@ class Job:
 
 
 class Schedule:
-    """The worker's jobs: lanes with work take turns, one job each (round-robin)."""
+    """The worker's jobs: the lanes with work take turns, one job each.
+
+    Each lane waits for its round: taking a job moves its lane to the next round, and a lane
+    that starts waiting joins the current round.  So a client that asks while another one's
+    long text is being spoken is served after the sentence in progress, not after the whole
+    text; lanes in the same round go in the order they started waiting."""
 
     def __init__(self) -> None:
-        self._turns: collections.deque[Lane] = collections.deque()
+        self._waiting: list[Lane] = []
+        self._round = 0  # the round of the job taken last
+        self._arrivals = itertools.count()
         self._changed = threading.Condition()
         self._stopped = False
 
     def put(self, job: Job) -> None:
         with self._changed:
             lane = job.lane
+            if not lane.jobs:
+                lane.turn = max(lane.turn, self._round)
+                lane.order = next(self._arrivals)
+                self._waiting.append(lane)
             lane.jobs.append(job)
-            if not lane.waiting:
-                lane.waiting = True
-                self._turns.append(lane)
             self._changed.notify()
 
     def stop(self) -> None:
@@ -148,16 +158,16 @@ class Schedule:
     def get(self, block: bool = True) -> Job | None:
         """The next job; None when stopped (or, with block=False, when there is none)."""
         with self._changed:
-            while not self._turns:
+            while not self._waiting:
                 if self._stopped or not block:
                     return None
                 self._changed.wait()
-            lane = self._turns.popleft()
+            lane = min(self._waiting, key=lambda each: (each.turn, each.order))
             job = lane.jobs.popleft()
-            if lane.jobs:
-                self._turns.append(lane)  # its next job waits for the others' turns
-            else:
-                lane.waiting = False
+            self._round = lane.turn
+            lane.turn += 1
+            if not lane.jobs:
+                self._waiting.remove(lane)
             return job
 
 
@@ -288,6 +298,8 @@ class Synthesizer:
             if close is not None:
                 close()  # frees the engine's caches when stopped early
         result.cancelled = ticket.cancel.is_set()
+        if result.error_code:
+            ticket.cancel.set()  # the request ends here: its later segments are skipped
         result.frames = stats.frames
         result.hit_frame_cap = bool(stats.hit_frame_cap)
         result.seconds = time.monotonic() - started
