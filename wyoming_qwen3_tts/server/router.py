@@ -61,8 +61,9 @@ class VoiceRouter:
 
     def stream(self, text: str, *, voice: str | None = None, language: str = AUTO,
                cancel: threading.Event | None = None, stats: StreamStats | None = None,
-               max_frames: int | None = None) -> Iterator[bytes]:
-        """Speak `text` in the voice named `voice` (None: the default voice)."""
+               max_frames: int | None = None, instruct: str | None = None) -> Iterator[bytes]:
+        """Speak `text` in the voice named `voice` (None: the default voice); `instruct`
+        replaces the voice's own style or description (built-in and designed voices)."""
         name = voice or self.default_voice
         found: Voice | None = None
         if name:
@@ -82,6 +83,8 @@ class VoiceRouter:
                     kwargs.update(clone=engine.clone_prompt(clone_source(found)))
                 except ValueError as err:  # the reference changed into something unusable
                     raise EngineInputError(f"voice {found.name}: {err}") from err
+            if instruct is not None and found.kind in (BUILTIN, DESIGNED):
+                kwargs["instruct"] = instruct
         if language != AUTO and language not in engine.languages:
             language = AUTO
         return engine.stream(text, language=language, cancel=cancel, stats=stats,

@@ -75,8 +75,9 @@ class Speech:
 
     def __init__(self, service: Service, lane: Lane, *, streaming: bool,
                  voice: str | None = None, language: str | None = None,
-                 capacity: int | None = None) -> None:
+                 capacity: int | None = None, instruct: str | None = None) -> None:
         self.service = service
+        self.instruct = instruct  # replaces the voice's style/description (HTTP instructions)
         self.lane = lane
         self.streaming = streaming
         self.ticket = Ticket()
@@ -151,7 +152,8 @@ class Speech:
 
     def _submit(self, text: str) -> None:
         channel = Channel(asyncio.get_running_loop(), capacity=self.capacity)
-        job = Job(text, self.voice, self.language, self.ticket, channel, self.lane)
+        job = Job(text, self.voice, self.language, self.ticket, channel, self.lane,
+                  self.instruct)
         if self.first_submitted is None:
             self.first_submitted = time.monotonic()
         self.segments += 1

@@ -122,6 +122,7 @@ class Job:
     ticket: Ticket
     channel: Channel
     lane: Lane = field(default_factory=Lane)
+    instruct: str | None = None  # a style/description for this request (HTTP `instructions`)
 
 
 class Schedule:
@@ -270,8 +271,9 @@ class Synthesizer:
         started = time.monotonic()
         stream = None
         try:
+            extra = {"instruct": job.instruct} if job.instruct is not None else {}
             stream = loaded.router.stream(job.text, voice=voice, language=language,
-                                          cancel=ticket.cancel, stats=stats)
+                                          cancel=ticket.cancel, stats=stats, **extra)
             for pcm in stream:
                 if not pcm:
                     continue
