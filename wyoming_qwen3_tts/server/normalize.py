@@ -128,9 +128,10 @@ _UNIT_AFTER = rf"(?![{_WORDCH}²³])"
 _SP = "[ \u00a0\u202f]"
 
 _TRIGGER = re.compile("[0-9\uff10-\uff19&+@#/%°℃℉€$£¥₩₽\uff05]")
-_FULLWIDTH = str.maketrans("０１２３４５６７８９％", "0123456789%")
+_FULLWIDTH = str.maketrans("０１２３４５６７８９％＃＋＆＠", "0123456789%#+&@")
 _SPACES = re.compile(" {2,}")
 _PREV_WORD = re.compile(r"(\w+)[^\w]*$")
+_DOUBLE_DOT = re.compile(r"\b([ap])\.m\.\.")
 _NEXT_WORD = re.compile(r"[ \u00a0]([^\W\d_]+)")
 
 _UNIT_ALIASES = {
@@ -218,6 +219,8 @@ class _Lang:
     second: Noun = _n("second", "seconds")
     time_prepositions: tuple[str, ...] = ()
     date_prepositions: tuple[str, ...] = ()
+    per_words: tuple[str, ...] = ()
+    between: dict[str, str] = {}
 
     def __init__(self) -> None:
         sg = self.space_groups
@@ -225,12 +228,13 @@ class _Lang:
         ua = _UNIT_AFTER
         self._number = re.compile(sign + num + _AFTER)
         self._units = re.compile(
-            rf"{sign}{num}{_SP}?(?P<u>{_UNIT_ALTS}){ua}(?:/(?P<per>{_UNIT_ALTS}){ua})?")
+            rf"{sign}{num}{_SP}?(?P<u>{_UNIT_ALTS}){ua}"
+            rf"(?:/(?:(?P<per>{_UNIT_ALTS}){ua}|(?P<perw>[^\W\d_]+)))?")
         self._temperature = re.compile(
             rf"{sign}{num}{_SP}?(?:°{_SP}?(?P<t>[CF])(?![{_LETTER}])|(?P<sym>℃|℉)|°(?![CF]))")
         scales = "|".join(re.escape(s) for s in sorted(self.scales, key=len, reverse=True))
         scale = rf"(?:{_SP}(?P<scale>{scales})(?![{_LETTER}]))?" if scales else ""
-        per = rf"(?:{_SP}?/{_SP}?(?P<per>{_UNIT_ALTS}){ua})?"
+        per = (rf"(?:{_SP}?/{_SP}?(?:(?P<per>{_UNIT_ALTS}){ua}|(?P<perw>[^\W\d_]+)))?")
         self._currency_pre = re.compile(
             rf"(?<![{_LETTER}])(?P<c>{_CUR_PRE}){_SP}?{sign}{num}(?![.,'’]?[0-9]){scale}{per}")
         self._currency_post = re.compile(
@@ -254,7 +258,7 @@ class _Lang:
         self._ymd = re.compile(
             r"(?<![0-9./])(?P<y>[12][0-9]{3})/(?P<m>[01]?[0-9])/(?P<d>[0-3]?[0-9])(?![0-9/])")
         self._dmy = re.compile(
-            r"(?<![0-9./,])(?P<a>[0-3]?[0-9])(?P<sep>[./])(?P<b>[01]?[0-9])(?P=sep)"
+            r"(?<![0-9./,])(?P<a>[0-3]?[0-9])(?P<sep>[./])(?P<b>[0-3]?[0-9])(?P=sep)"
             r"(?P<y>[12][0-9]{3}|[0-9]{2})(?![0-9]|[./][0-9])")
         dpreps = "|".join(self.date_prepositions)
         self._dm = re.compile(
@@ -268,6 +272,10 @@ class _Lang:
         self._at = re.compile(r"\s*@\s*")
         self._slash = re.compile(r"(?<=[^\W\d_])/(?=[^\W\d_])")
         self._ordinal = re.compile(self.ordinal_pattern()) if self.ordinal_pattern() else None
+        pers = "|".join(self.per_words)
+        self._per_unit = re.compile(
+            rf"(?<![{_LETTER}])(?P<p>(?i:{pers})){_SP}(?P<u>{_UNIT_ALTS}){ua}"
+        ) if pers else None
 
     # ---- words --------------------------------------------------------------------------
     def cardinal(self, n: int, gender: str = "m", noun: bool = False) -> str:
@@ -432,13 +440,25 @@ class _Lang:
         text = sub(self._currency_post, self._on_currency, text)
         text = sub(self._temperature, self._on_temperature, text)
         text = sub(self._units, self._on_unit, text)
+        text = sub(self._per_unit, lambda m: (
+            f"{m['p']} {self.units[_UNIT_ALIASES[m['u']]].forms[0]}"), text)
         text = sub(self._ordinal, self._on_ordinal, text)
         text = self.special(text, sub)
+        text = sub(self._slash, self._on_slash, text)
         text = sub(self._number, self._on_number, text)
         text = sub(self._and, lambda m: self.symbol(self.and_word), text)
         text = sub(self._plus, lambda m: self.symbol(self.plus), text)
         text = sub(self._at, lambda m: self.symbol(self.at_word), text)
-        text = sub(self._slash, lambda m: self.symbol(self.or_word), text)
+        return self.finish(text)
+
+    def _on_slash(self, m):
+        after = m.string[m.end():m.end() + len(self.or_word) + 1]
+        if after.lower().rstrip(" .,;:!?") == self.or_word.lower():  # "and/or"
+            return " "
+        return self.symbol(self.or_word)
+
+    def finish(self, text: str) -> str:
+        """Language-specific clean-up of the joined result."""
         return text
 
     def symbol(self, word: str) -> str:
@@ -531,7 +551,7 @@ class _Lang:
         b = self.parse(m["b"])
         if a is None or b is None or a.integer > 999 or b.integer > 999:
             return None
-        return f"{self.number(a)} {self.range_word} "
+        return f"{self.number(a)} {self.between.get(self.prev_word(m), self.range_word)} "
 
     def _on_currency(self, m):
         num = self.parse(m["n"], m["s"])
@@ -539,8 +559,13 @@ class _Lang:
             return None
         key = _CURRENCY_ALIASES[m["c"]]
         words = self.currency(num, self.currency_key(key), m.groupdict().get("scale"))
+        return self._with_per(words, m)
+
+    def _with_per(self, words: str, m) -> str:
         if m["per"]:
-            words = self.per(words, self.units[_UNIT_ALIASES[m["per"]]])
+            return self.per(words, self.units[_UNIT_ALIASES[m["per"]]])
+        if m["perw"]:
+            return self.per(words, Noun((m["perw"],)))
         return words
 
     def currency_key(self, key: str) -> str:
@@ -560,10 +585,7 @@ class _Lang:
         noun = self.units[_UNIT_ALIASES[m["u"]]]
         if noun.prefix and m.string[:m.start()].rstrip().endswith(noun.prefix):
             noun = Noun(noun.forms, noun.gender, noun.agrees)
-        words = self.quantity(num, noun)
-        if m["per"]:
-            words = self.per(words, self.units[_UNIT_ALIASES[m["per"]]])
-        return words
+        return self._with_per(self.quantity(num, noun), m)
 
     def _on_ordinal(self, m):
         n = int(m["n"])
@@ -627,6 +649,8 @@ class _English(_Lang):
     months = ("January", "February", "March", "April", "May", "June", "July", "August",
               "September", "October", "November", "December")
     time_prepositions = ("at", "from", "until", "till", "by")
+    per_words = ("per",)
+    between = {"between": "and"}
 
     def __init__(self) -> None:
         super().__init__()
@@ -641,7 +665,7 @@ class _English(_Lang):
         return r"[aApP]\.?[ ]?[mM]\.?(?![A-Za-z])"
 
     def ordinal_pattern(self) -> str:
-        return rf"{_BEFORE}(?P<n>[0-9]{{1,15}})(?P<o>st|nd|rd|th)(?![{_LETTER}])"
+        return rf"{_BEFORE}(?P<n>[0-9]{{1,15}})(?P<o>st|nd|rd|th)(?![{_WORDCH}])"
 
     def named_dates(self) -> list[str]:
         return [
@@ -704,6 +728,9 @@ class _English(_Lang):
     def early(self, text, sub):
         return sub(self._ampm, lambda m: self.time(int(m["h"]), 0, None, m["suf"]), text)
 
+    def finish(self, text):
+        return _DOUBLE_DOT.sub(r"\1.m.", text)
+
 
 # --------------------------------------------------------------------------------------------
 class _German(_Lang):
@@ -765,6 +792,8 @@ class _German(_Lang):
               "September", "Oktober", "November", "Dezember", "Jänner")
     month_numbers = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 1)
     time_prepositions = ("um", "ab", "bis", "gegen", "von")
+    per_words = ("pro", "je")
+    between = {"zwischen": "und"}
     date_prepositions = ("am", "vom", "zum", "bis", "ab", "seit", "den", "dem", "der", "bis zum")
     _weak = {"der", "die", "das"}
     _dative = {"am", "vom", "zum", "im", "beim", "dem", "den", "des", "ab", "seit", "bis",
@@ -794,7 +823,9 @@ class _German(_Lang):
     def cardinal(self, n, gender="m", noun=False):
         if noun and n == 1:
             return "eine" if gender == "f" else "ein"
-        return _n2w(n, "de")
+        words = _n2w(n, "de")
+        # "hundert", "tausenddreizehn": how it is said; "einhundert" is for cheques
+        return words[3:] if words.startswith(("einhundert", "eintausend")) else words
 
     def year(self, y):
         return _n2w(y, "de", "year") if 1100 <= y <= 1999 else self.cardinal(y)
@@ -897,6 +928,8 @@ class _French(_Lang):
     months = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août",
               "septembre", "octobre", "novembre", "décembre")
     time_prepositions = ()
+    per_words = ("par",)
+    between = {"entre": "et"}
     _feminine = {
         "heure", "heures", "minute", "minutes", "seconde", "secondes", "fois", "personne",
         "personnes", "semaine", "semaines", "année", "années", "journée", "journées", "nuit",
@@ -913,7 +946,7 @@ class _French(_Lang):
 
     def ordinal_pattern(self) -> str:
         return rf"{_BEFORE}(?P<n>[0-9]{{1,15}})(?P<o>ère|ème|eme|er|re|nde|nd|e|ᵉʳ|ʳᵉ|ᵉ)" \
-               rf"(?![{_LETTER}])"
+               rf"(?![{_WORDCH}])"
 
     def named_dates(self) -> list[str]:
         return [rf"{_BEFORE}(?P<d>[0-3]?[0-9])(?:er|ᵉʳ)?\s(?P<mon>(?i:MONTH))\b"
@@ -1017,6 +1050,8 @@ class _Spanish(_Lang):
               "septiembre", "octubre", "noviembre", "diciembre", "setiembre")
     month_numbers = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 9)
     time_prepositions = ("las", "la")
+    per_words = ("por",)
+    between = {"entre": "y"}
     _stop = {"de", "del", "y", "o", "a", "al", "en", "por", "con", "para", "que", "más",
              "menos", "es", "son", "entre", "sobre", "hasta", "desde", "como", "pero", "sin",
              "se", "lo", "la", "las", "los", "el", "un", "una", "e", "u", "ni", "no", "ya"}
@@ -1037,7 +1072,7 @@ class _Spanish(_Lang):
         return r"h\b|hs\b"
 
     def ordinal_pattern(self) -> str:
-        return rf"{_BEFORE}(?P<n>[0-9]{{1,15}})(?P<o>\.?º|\.?ª|\.er|\.?ᵉʳ|er)(?![{_LETTER}])"
+        return rf"{_BEFORE}(?P<n>[0-9]{{1,15}})(?P<o>\.?º|\.?ª|\.er|\.?ᵉʳ|er)(?![{_WORDCH}])"
 
     def named_dates(self) -> list[str]:
         return [rf"{_BEFORE}(?P<d>[0-3]?[0-9])(?P<o>\.?º|°)?\s(?i:de)\s(?P<mon>(?i:MONTH))\b"
@@ -1065,6 +1100,15 @@ class _Spanish(_Lang):
             return re.sub(r"o\b", "a", words)
         if "er" in marker or "ᵉʳ" in marker:
             return re.sub(r"\b(prim|terc)ero\b", r"\1er", words)
+        return words
+
+    def _on_ordinal(self, m):
+        words = super()._on_ordinal(m)
+        word = self.next_word(m).lower()
+        if (words and "º" in m["o"] and len(word) > 2 and word not in self._stop
+                and not word.endswith(self._feminine_endings)):
+            # "el 3º piso": primero, tercero lose their -o before a masculine noun
+            words = re.sub(r"\b(prim|terc)ero$", r"\1er", words)
         return words
 
     def time(self, h, m, s, suffix):
@@ -1139,6 +1183,8 @@ class _Italian(_Lang):
     months = ("gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "luglio", "agosto",
               "settembre", "ottobre", "novembre", "dicembre")
     time_prepositions = ("alle", "dalle", "verso le", "le", "ore", "entro le")
+    per_words = ("per", "al")
+    between = {"tra": "e", "fra": "e"}
     _stop = {"di", "e", "o", "a", "da", "in", "con", "su", "per", "tra", "fra", "che", "il",
              "lo", "la", "i", "gli", "le", "del", "della", "al", "alla", "è", "sono", "non"}
     _masculine_a = {"problema", "sistema", "programa", "tema", "clima", "pianeta", "giorno"}
@@ -1149,11 +1195,14 @@ class _Italian(_Lang):
                 or word in self._stop):
             return self.number(num)
         if word.endswith("a") and word not in self._masculine_a:
-            return "un" if word[0] in "aeiou" else "una"
+            return "un'" if word[0] in "aeiou" else "una"
         return "un"
 
+    def finish(self, text):
+        return text.replace("un' ", "un'")
+
     def ordinal_pattern(self) -> str:
-        return rf"{_BEFORE}(?P<n>[0-9]{{1,15}})(?P<o>º|ª)(?![{_LETTER}])"
+        return rf"{_BEFORE}(?P<n>[0-9]{{1,15}})(?P<o>º|ª)(?![{_WORDCH}])"
 
     def named_dates(self) -> list[str]:
         return [rf"{_BEFORE}(?P<d>[0-3]?[0-9])(?:º|°)?\s(?P<mon>(?i:MONTH))\b"
@@ -1244,6 +1293,8 @@ class _Portuguese(_Lang):
     months = ("janeiro", "fevereiro", "março", "abril", "maio", "junho", "julho", "agosto",
               "setembro", "outubro", "novembro", "dezembro")
     time_prepositions = ("às", "as", "das", "até as", "até às")
+    per_words = ("por",)
+    between = {"entre": "e"}
     _stop = {"de", "do", "da", "dos", "das", "e", "ou", "a", "o", "em", "no", "na", "por",
              "com", "para", "que", "mais", "menos", "é", "são", "entre", "sobre", "até",
              "desde", "como", "mas", "sem", "os", "as", "um", "uma", "não", "já"}
@@ -1263,7 +1314,7 @@ class _Portuguese(_Lang):
         return r"h\b|hs\b"
 
     def ordinal_pattern(self) -> str:
-        return rf"{_BEFORE}(?P<n>[0-9]{{1,15}})(?P<o>\.?º|\.?ª)(?![{_LETTER}])"
+        return rf"{_BEFORE}(?P<n>[0-9]{{1,15}})(?P<o>\.?º|\.?ª)(?![{_WORDCH}])"
 
     def named_dates(self) -> list[str]:
         return [rf"{_BEFORE}(?P<d>[0-3]?[0-9])(?:\.?º|°)?\s(?i:de)\s(?P<mon>(?i:MONTH))\b"
@@ -1373,6 +1424,10 @@ class _Russian(_Lang):
               "сентября", "октября", "ноября", "декабря")
     time_prepositions = ("в", "с", "до", "к", "около")
     date_prepositions = ("с", "до", "по", "на", "к")
+    per_words = ("за",)
+    between = {"между": "и"}
+    _nominative = {"", "сегодня", "завтра", "вчера", "послезавтра", "позавчера", "это", "был",
+                   "была", "было", "будет", "наступило", "наступит"}
     _genitive = {"с", "со", "до", "от", "после", "около", "из", "начиная", "кроме"}
     _dative = {"к", "ко", "по"}
     _ordinal_forms = {
@@ -1391,7 +1446,7 @@ class _Russian(_Lang):
 
     def ordinal_pattern(self) -> str:
         ends = "|".join(sorted(self._ordinal_forms, key=len, reverse=True))
-        return rf"{_BEFORE}(?P<n>[0-9]{{1,15}})-(?P<o>{ends})(?![{_LETTER}])"
+        return rf"{_BEFORE}(?P<n>[0-9]{{1,15}})-(?P<o>{ends})(?![{_WORDCH}])"
 
     def named_dates(self) -> list[str]:
         return [rf"{_BEFORE}(?P<d>[0-3]?[0-9])\s(?P<mon>(?i:MONTH))\b"
@@ -1453,8 +1508,10 @@ class _Russian(_Lang):
         return words
 
     def date(self, d, mo, y, prev, named=False, numeric=False, groups=None):
-        case = ("genitive" if prev in self._genitive else
-                "dative" if prev in self._dative else "nominative")
+        # the date a thing happens on is genitive ("придёт второго декабря"), the date it
+        # is nominative ("сегодня первое декабря")
+        case = ("dative" if prev in self._dative else
+                "nominative" if prev in self._nominative else "genitive")
         text = f"{_n2w(d, 'ru', 'ordinal', gender='n', case=case)} {self.months[mo - 1]}"
         if y:
             text += f" {_n2w(y, 'ru', 'ordinal', case='genitive')} года"
@@ -1612,6 +1669,9 @@ class _Chinese(_CJK):
     def currency_key(self, key):
         return "CNY" if key == "JPY" else key
 
+    def per(self, amount, noun):
+        return f"每{noun.forms[0]}{amount}"
+
     def temperature(self, num, scale):
         noun = self.temperatures[scale]
         if num.sign == "-":
@@ -1727,8 +1787,9 @@ class _Korean(_CJK):
 
     def temperature(self, num, scale):
         noun = self.temperatures[scale]
-        if num.sign == "-":
-            return " ".join(p for p in (noun.prefix, "영하",
+        if num.sign:
+            above = "영하" if num.sign == "-" else "영상"
+            return " ".join(p for p in (noun.prefix, above,
                                         self.number(Num("", num.integer, num.frac)),
                                         noun.forms[0]) if p)
         return self.quantity(num, noun)
