@@ -19,6 +19,7 @@ from wyoming_qwen3_tts.server.normalize import (
     MAX_DIGITS,
     MAX_INPUT_CHARS,
     normalize,
+    prepare,
     supported_languages,
 )
 
@@ -693,3 +694,9 @@ def test_any_mix_of_digits_and_symbols_is_safe(text, language):
 @given(st.text(max_size=60), st.sampled_from(sorted(LANGUAGES)))
 def test_any_unicode_is_safe(text, language):
     assert bounded(text, normalize(text, language))
+
+
+def test_prepare_compiles_ahead_and_ignores_unknown_names():
+    prepare(["german", "klingon", "auto"])
+    prepare()
+    assert normalize("Es ist 21,5 °C.", "german") == "Es ist einundzwanzig Komma fünf Grad Celsius."
