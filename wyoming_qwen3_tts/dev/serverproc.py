@@ -89,22 +89,25 @@ class ServerProcess:
     def wait_for_log(self, pattern: str, timeout: float = EVENT_TIMEOUT,
                      after: int = 0) -> re.Match:
         """The first line from position `after` on matching `pattern` (waits for it)."""
+        return self.wait_for_lines(pattern, 1, timeout, after)[0]
+
+    def wait_for_lines(self, pattern: str, count: int, timeout: float = EVENT_TIMEOUT,
+                       after: int = 0) -> list[re.Match]:
+        """The first `count` lines from position `after` on matching `pattern` (waits)."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         with self._changed:
-            seen = after
             while True:
-                for line in self.lines[seen:]:
-                    if match := regex.search(line):
-                        return match
-                seen = len(self.lines)
+                found = [m for line in self.lines[after:] if (m := regex.search(line))]
+                if len(found) >= count:
+                    return found[:count]
                 if self.process.poll() is not None and not self._reader.is_alive():
                     raise AssertionError(f"server exited ({self.process.returncode}) before "
                                          f"logging {pattern!r}:\n{self.log[-8000:]}")
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"no log line matching {pattern!r} within {timeout} s:"
-                                         f"\n{self.log[-8000:]}")
+                    raise AssertionError(f"{len(found)} of {count} log lines matching "
+                                         f"{pattern!r} within {timeout} s:\n{self.log[-8000:]}")
                 self._changed.wait(min(left, 0.5))
 
     def mark(self) -> int:
