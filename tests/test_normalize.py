@@ -700,3 +700,26 @@ def test_prepare_compiles_ahead_and_ignores_unknown_names():
     prepare(["german", "klingon", "auto"])
     prepare()
     assert normalize("Es ist 21,5 °C.", "german") == "Es ist einundzwanzig Komma fünf Grad Celsius."
+
+
+UNITS = ["km/h", "mph", "m/s", "µg/m³", "km", "m²", "m³", "m", "cm", "mm", "kg", "g", "l",
+         "ml", "MWh", "kWh", "Wh", "kW", "W", "V", "A", "hPa", "mbar", "%", "ppm", "lx", "dB",
+         "min", "h", "ct"]
+CYRILLIC_UNITS = ["км/ч", "км", "м", "см", "мм", "кг", "л", "мл", "кВт·ч", "кВт", "Вт", "В",
+                  "А", "гПа", "мин", "ч"]
+CURRENCIES = ["€ 5", "5 €", "$5", "5 $", "£5", "¥5", "₩5", "5 ₽", "R$ 5", "US$ 5", "CHF 5",
+              "5 EUR", "5 USD", "5 GBP"]
+
+
+@pytest.mark.parametrize("language", sorted(LANGUAGES))
+def test_every_unit_and_currency_is_spelled_in_every_language(language):
+    decimal = "21.5" if language in ("english", "japanese", "korean", "chinese") else "21,5"
+    for unit in UNITS + (CYRILLIC_UNITS if language == "russian" else []):
+        for amount in ("1", "2", "5", decimal):
+            out = normalize(f"{amount} {unit}", language)
+            assert not re.search(r"[0-9]", out), (amount, unit, out)
+            # "ppm" is said as letters outside English and CJK
+            assert unit == "ppm" or unit not in out.split(), (amount, unit, out)
+    for amount in CURRENCIES:
+        out = normalize(amount, language)
+        assert not re.search(r"[0-9€$£¥₩₽]", out), (amount, out)

@@ -146,7 +146,7 @@ _UNIT_ALIASES = {
     "kW": "kW", "кВт": "kW", "W": "W", "Вт": "W", "V": "V", "В": "V", "A": "A", "А": "A",
     "hPa": "hPa", "гПа": "hPa", "mbar": "mbar", "мбар": "mbar", "%": "%", "％": "%",
     "ppm": "ppm", "lx": "lx", "лк": "lx", "dB": "dB", "дБ": "dB",
-    "min": "min", "мин": "min", "h": "h", "ч": "h",
+    "min": "min", "мин": "min", "h": "h", "ч": "h", "ct": "ct", "Ct": "ct",
 }
 _UNIT_ALTS = "|".join(re.escape(a) for a in sorted(_UNIT_ALIASES, key=len, reverse=True))
 
@@ -634,6 +634,7 @@ class _English(_Lang):
         "dB": _n("decibel", "decibels"),
         "ug/m3": _n("microgram per cubic meter", "micrograms per cubic meter"),
         "min": _n("minute", "minutes"), "h": _n("hour", "hours"),
+        "ct": _n("cent", "cents"),
     }
     temperatures = {"C": _n("degree Celsius", "degrees Celsius"),
                     "F": _n("degree Fahrenheit", "degrees Fahrenheit"),
@@ -772,6 +773,7 @@ class _German(_Lang):
         "dB": _n("Dezibel", "Dezibel", g="n"),
         "ug/m3": _n("Mikrogramm pro Kubikmeter", "Mikrogramm pro Kubikmeter", g="n"),
         "min": _n("Minute", "Minuten", g="f"), "h": _n("Stunde", "Stunden", g="f"),
+        "ct": _n("Cent", "Cent"),
     }
     temperatures = {"C": _n("Grad Celsius", "Grad Celsius", g="n"),
                     "F": _n("Grad Fahrenheit", "Grad Fahrenheit", g="n"),
@@ -913,6 +915,7 @@ class _French(_Lang):
         "ppm": _n("ppm", "ppm"), "lx": _n("lux", "lux"), "dB": _n("décibel", "décibels"),
         "ug/m3": _n("microgramme par mètre cube", "microgrammes par mètre cube"),
         "min": _n("minute", "minutes", g="f"), "h": _n("heure", "heures", g="f"),
+        "ct": _n("centime", "centimes"),
     }
     temperatures = {"C": _n("degré Celsius", "degrés Celsius"),
                     "F": _n("degré Fahrenheit", "degrés Fahrenheit"),
@@ -1034,6 +1037,7 @@ class _Spanish(_Lang):
         "ppm": _n("ppm", "ppm"), "lx": _n("lux", "lux"), "dB": _n("decibelio", "decibelios"),
         "ug/m3": _n("microgramo por metro cúbico", "microgramos por metro cúbico"),
         "min": _n("minuto", "minutos"), "h": _n("hora", "horas", g="f"),
+        "ct": _n("céntimo", "céntimos"),
     }
     temperatures = {"C": _n("grado Celsius", "grados Celsius"),
                     "F": _n("grado Fahrenheit", "grados Fahrenheit"),
@@ -1168,6 +1172,7 @@ class _Italian(_Lang):
         "ppm": _n("ppm", "ppm"), "lx": _n("lux", "lux"), "dB": _n("decibel", "decibel"),
         "ug/m3": _n("microgrammo per metro cubo", "microgrammi per metro cubo"),
         "min": _n("minuto", "minuti"), "h": _n("ora", "ore", g="f"),
+        "ct": _n("centesimo", "centesimi"),
     }
     temperatures = {"C": _n("grado Celsius", "gradi Celsius"),
                     "F": _n("grado Fahrenheit", "gradi Fahrenheit"),
@@ -1278,6 +1283,7 @@ class _Portuguese(_Lang):
         "ppm": _n("ppm", "ppm"), "lx": _n("lux", "lux"), "dB": _n("decibel", "decibéis"),
         "ug/m3": _n("micrograma por metro cúbico", "microgramas por metro cúbico"),
         "min": _n("minuto", "minutos"), "h": _n("hora", "horas", g="f"),
+        "ct": _n("centavo", "centavos"),
     }
     temperatures = {"C": _n("grau Celsius", "graus Celsius"),
                     "F": _n("grau Fahrenheit", "graus Fahrenheit"),
@@ -1402,6 +1408,7 @@ class _Russian(_Lang):
         "ug/m3": _n("микрограмм на кубический метр", "микрограмма на кубический метр",
                     "микрограммов на кубический метр"),
         "min": _n("минута", "минуты", "минут", g="f"), "h": _n("час", "часа", "часов"),
+        "ct": _n("цент", "цента", "центов"),
     }
     temperatures = {"C": _n("градус Цельсия", "градуса Цельсия", "градусов Цельсия"),
                     "F": _n("градус по Фаренгейту", "градуса по Фаренгейту",
@@ -1595,6 +1602,7 @@ class _Japanese(_CJK):
         "hPa": _n("ヘクトパスカル"), "mbar": _n("ミリバール"), "%": _n("パーセント"),
         "ppm": _n("ピーピーエム"), "lx": _n("ルクス"), "dB": _n("デシベル"),
         "ug/m3": _n("マイクログラム毎立方メートル"), "min": _n("分"), "h": _n("時間"),
+        "ct": _n("セント"),
     }
     temperatures = {"C": _n("度"), "F": _n("度", prefix="華氏"), "": _n("度")}
     currencies = {
@@ -1646,6 +1654,7 @@ class _Chinese(_CJK):
         "hPa": _n("百帕"), "mbar": _n("毫巴"), "%": _n("", prefix="百分之"),
         "ppm": _n("", prefix="百万分之"), "lx": _n("勒克斯"), "dB": _n("分贝"),
         "ug/m3": _n("微克每立方米"), "min": _n("分钟"), "h": _n("小时"),
+        "ct": _n("分"),
     }
     _liang_units = {"公里", "米", "厘米", "毫米", "公斤", "克", "升", "毫升", "小时", "分钟"}
     temperatures = {"C": _n("摄氏度"), "F": _n("华氏度"), "": _n("度")}
@@ -1730,7 +1739,7 @@ class _Korean(_CJK):
         "MWh": _n("메가와트시"), "V": _n("볼트"), "A": _n("암페어"), "hPa": _n("헥토파스칼"),
         "mbar": _n("밀리바"), "%": _n("퍼센트"), "ppm": _n("피피엠"), "lx": _n("럭스"),
         "dB": _n("데시벨"), "ug/m3": _n("마이크로그램 퍼 세제곱미터"), "min": _n("분"),
-        "h": _n("시간"),
+        "h": _n("시간"), "ct": _n("센트"),
     }
     temperatures = {"C": _n("도"), "F": _n("도", prefix="화씨"), "": _n("도")}
     currencies = {
