@@ -24,8 +24,15 @@ What it reads, in all ten languages unless noted:
   currencies (€, $, £, ¥, ₩, ₽, R$, US$, CHF, EUR/USD/GBP before or after the number, with
   cents when there are exactly two decimals; "$1.5 million"), units (km, km/h, mph, m/s, m,
   cm, mm, m², m³, kg, g, l, ml, W, kW, Wh, kWh, MWh, V, A, hPa, mbar, %, ppm, lx, dB, µg/m³,
-  min, h; Cyrillic abbreviations too), also "per unit" ("0,30 €/kWh"), and ranges
-  ("20-25 °C", "10-20 Minuten");
+  min, h, ct; Cyrillic abbreviations too), also "per unit" ("0,30 €/kWh", "32 ct/kWh",
+  "5 €/Monat"), and ranges ("20-25 °C", "10-20 Minuten", "zwischen 20-25" -> "zwischen
+  zwanzig und fünfundzwanzig");
+- agreement: singular/plural of every unit and currency word by the language's rule (French
+  and Portuguese keep the singular below 2; Russian one/few/many and the genitive singular
+  after a fraction); the gender of the number where the language has one ("eine
+  Kilowattstunde", "vingt et une heures", "veintiún kilómetros", "una libra", "duas horas",
+  "двадцать одна минута"), also before an ordinary noun, guessed from its ending or a short
+  list ("eine Person", "veintiuna personas", "две лампы");
 - times: "10:45", "10:45:30", "7 pm"/"7:30 p.m." (en), "7 Uhr", "7.30 Uhr", "07:30 h" (de),
   "7h30"/"21 h" (fr), "H.MM" after a time preposition ("um 7.30", "alle 7.30"), and time
   ranges ("14:00-16:00").  English reads 24-hour times past noon as 12-hour ("14:30" -> "two
@@ -38,17 +45,23 @@ What it reads, in all ten languages unless noted:
   "neunzehnhundert..."), "2026年" read digit by digit (zh), Korean months (유월, 시월);
 - symbols: "&", "+", "@", "#1" (number), "#tag" (hashtag), "/" between words ("or").
 
-What it does not do: Roman numerals, fractions ("1/2"), scientific notation, phone numbers
-(read as numbers), abbreviations ("z. B."), the grammatical case of numbers in running Russian
-text (only dates and units agree), Spanish "$" as pesos (read as dollars), and context beyond
-the sentence: Home Assistant's sentence splitter may already have cut "der 1. Dezember" after
-"1.", which then reads as a cardinal.
+What it does not do: Roman numerals, fractions ("1/2" and "24/7" keep their slash), scientific
+notation, phone numbers (read as numbers), abbreviations ("z. B."), the grammatical case of
+numbers in running text (German "in einer Stunde", Russian outside dates and units), Spanish
+"$" as pesos (read as dollars), and context beyond the sentence: the sentence splitter
+(segmentation.py) cuts "Heute ist der 1. Dezember." after "1."; German reads such a cut-off
+"der 1." / "am 1." as an ordinal ("der erste.", "am ersten."); other languages mark no
+ordinal with a bare dot.  A sentence with no detected language ("auto") is left as it is.
 
 Hostile input is bounded: text longer than MAX_INPUT_CHARS is returned unchanged, numbers of
-more than MAX_DIGITS digits stay as they are (also each run of a dotted IP or version), "1e308"
+more than MAX_DIGITS digits stay as they are (a dotted IP is read run by run), "1e308"
 is not a number (a digit run touching letters is left alone), and every replacement is refused
 once the output would grow past GROWTH times the input plus EXTRA characters.  Any piece that
 fails to convert stays as it was; `normalize` never raises.  It logs nothing (the caller logs).
+
+Cost, measured here (Intel Xeon, 2 vCPUs): 30-100 us for a sentence with numbers ("Es ist
+21,5 °C im Wohnzimmer und die Luftfeuchtigkeit liegt bei 45 %." 78 us), 0.3 us for one without
+digits or symbols; `prepare()` takes the one-time imports and pattern compilation (~0.4 s).
 """
 
 from __future__ import annotations
@@ -815,6 +828,8 @@ class _German(_Lang):
             rf"(?<![0-9.,:])(?P<h>[01]?[0-9]|2[0-4])(?:\.(?P<m>[0-5][0-9]))?{_SP}?Uhr\b"
             rf"(?:{_SP}(?P<m2>[0-5]?[0-9])(?![0-9.,]))?")
         self._year = re.compile(rf"{_BEFORE}(?P<y>1[1-9][0-9]{{2}}){_AFTER}")
+        # "Heute ist der 1." when the sentence splitter has cut off "Dezember"
+        self._cut_ordinal = re.compile(rf"{_BEFORE}(?P<n>[0-9]{{1,2}})\.(?=\s*$)")
 
     def time_suffix(self) -> str:
         return r"Uhr\b|h\b"
@@ -874,7 +889,14 @@ class _German(_Lang):
             return self.time(int(m["h"]) % 24, int(minutes) if minutes else 0, None, None)
         return sub(self._uhr, on_uhr, text)
 
+    _cut_before = {"der", "das", "am", "vom", "zum", "im", "beim", "bis", "ab", "seit"}
+
     def special(self, text, sub):
+        def on_cut(m):
+            prev = self.prev_word(m)
+            return self.ordinal(int(m["n"]), ".", prev) + "." if prev in self._cut_before else None
+
+        text = sub(self._cut_ordinal, on_cut, text, ".")
         return sub(self._year, lambda m: self.year(int(m["y"])), text)
 
 
