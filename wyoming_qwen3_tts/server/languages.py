@@ -20,10 +20,11 @@ the ones Home Assistant users pick (REGIONS) plus Home Assistant's own script/ar
 `matches`, but anything that passes Home Assistant's own language code on unchanged (its UI
 languages are "en", "de", "fr", "it", "ja", "ko", "ru", "pt", "es", ...), e.g. `tts.speak` with
 `language: de`, is matched exactly and needs it; and with a country outside the language's
-regions (English spoken in Germany) every regional tag scores 0 while the bare tag scores 2,
-so the pick is deterministic.  The cost is one more entry in each language menu.  The first
-code of each language (`bcp47`) is the primary one: pt-BR (Brazil has ~20x the speakers of
-Portugal), es-ES, zh-CN (Mandarin, simplified script, which is what the Chinese speakers are).
+regions (English spoken in Germany) current Home Assistant scores every regional tag 0 and the
+bare tag 2, so the pick is deterministic.  The cost is one more entry in each language menu.
+The first code of each language (`bcp47`) is the primary one: pt-BR (Brazil has ~20x the
+speakers of Portugal), es-ES, zh-CN (Mandarin, simplified script, which is what the Chinese
+speakers are).
 
 Detection uses py3langid (a naive Bayes model over byte n-grams, kept offline in the wheel)
 restricted to the model's languages, with normalized probabilities.  Measured in this
@@ -40,7 +41,7 @@ from __future__ import annotations
 import re
 import threading
 
-# model language name -> (advertised BCP-47 code, ISO 639-1 code)
+# model language name -> (primary BCP-47 code, ISO 639-1 code); REGIONS has every advertised one
 LANGUAGES: dict[str, tuple[str, str]] = {
     "chinese": ("zh-CN", "zh"),
     "english": ("en-US", "en"),
