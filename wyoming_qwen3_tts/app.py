@@ -24,7 +24,8 @@ from wyoming.server import AsyncServer, AsyncTcpServer
 
 from .cli import parse_args
 from .contract import AUTO, Engine, EngineFactory
-from .server.catalog import Catalog, peek_checkpoint
+from .http.voices import VoiceStore
+from .server.catalog import Catalog, normalize, peek_checkpoint
 from .server.connection import Qwen3TtsEventHandler
 from .server.languages import LanguageDetector
 from .server.pool import ModelPool
@@ -108,6 +109,23 @@ def load_first_model(args: argparse.Namespace, catalog: Catalog) -> Loaded:
     return Loaded(router=router, detector=detector)
 
 
+async def start_http(args: argparse.Namespace, service: Service, voices: VoiceStore):
+    """The HTTP front door (--http), in this event loop; FastAPI is imported only here."""
+    from .http.api import HttpSettings
+    from .http.server import HttpServer
+
+    if args.voice:
+        voices.protected.add(normalize(args.voice))
+    settings = HttpSettings(api_key=args.http_api_key or None,
+                            trusted_proxies=args.http_trusted_proxy,
+                            max_connections=args.max_connections,
+                            write_grace_seconds=max(5.0, args.max_unread_audio),
+                            configured_voice=args.voice)
+    server = HttpServer(args.http, settings, service, voices, debug=args.debug)
+    await server.start()
+    return server
+
+
 def server_settings(args: argparse.Namespace) -> Settings:
     return Settings(samples_per_chunk=args.samples_per_chunk,
                     streaming=not args.no_streaming, max_text_chars=args.max_text_chars,
@@ -137,6 +155,9 @@ async def main(argv: list[str] | None = None) -> int:
                                         for v in catalog.voices) or "none yet")
     synthesizer = Synthesizer(partial(load_first_model, args, catalog))
     service = Service(settings=server_settings(args), catalog=catalog, synthesizer=synthesizer)
+    # voice folders changed by hand or over HTTP are picked up while serving (http/voices.py)
+    voices = VoiceStore(catalog, args.voices_dir)
+    watcher = asyncio.create_task(voices.watch(), name="voices folder watch")
 
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -164,6 +185,7 @@ async def main(argv: list[str] | None = None) -> int:
         server = AsyncServer.from_uri(args.uri)
         await server.start(factory)
     _LOGGER.info("Listening on %s; loading %s", args.uri, model)
+    http_server = await start_http(args, service, voices) if args.http else None
 
     announcement = None
     if args.zeroconf:
@@ -205,6 +227,9 @@ async def main(argv: list[str] | None = None) -> int:
             await asyncio.wait_for(announcement.stop(), 3.0)
     if server is not None:
         await server.stop()
+    if http_server is not None:
+        await http_server.stop()
+    watcher.cancel()
     if stdio_task is not None:
         stdio_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

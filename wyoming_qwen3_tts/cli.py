@@ -125,6 +125,18 @@ def build_parser() -> _Parser:
     parser.option("--max-unread-audio", type=float, default=30.0,
                   help="seconds of audio a client may leave unread; past that its request is "
                        "cancelled and it is disconnected")
+    # the HTTP front door (wyoming_qwen3_tts/http): off unless --http is given
+    parser.option("--http", metavar="URI",
+                  help="also serve the OpenAI-compatible speech API, voice management and the "
+                       "web page over HTTP: http://HOST:PORT (or tcp://HOST:PORT, "
+                       "unix://PATH); off by default")
+    parser.option("--http-api-key", metavar="KEY",
+                  help="when set, every HTTP request needs 'Authorization: Bearer KEY' (or "
+                       "HTTP Basic with KEY as the password), except from --http-trusted-proxy")
+    parser.option("--http-trusted-proxy", metavar="ADDRESS[,ADDRESS]",
+                  help="peer addresses that need no API key, such as Home Assistant's ingress "
+                       "proxy (172.30.32.2); when set without --http-api-key, other addresses "
+                       "are refused")
     parser.option("--no-warmup", action="store_true",
                   help="skip the short warm-up synthesis after loading")
     parser.option("--debug", action="store_true", help="log DEBUG messages")
@@ -166,6 +178,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--max-reference-seconds must be {MIN_REFERENCE_SECONDS:g} to 60")
     if args.max_loaded_models < 0:
         parser.error("--max-loaded-models must be 0 or more")
+    if args.http:
+        from .http import parse_http_uri  # the URI grammar only (no FastAPI import)
+
+        try:
+            parse_http_uri(args.http)
+        except ValueError as err:
+            parser.error(f"--http {err}")
+    args.http_trusted_proxy = frozenset(
+        part.strip() for part in (args.http_trusted_proxy or "").split(",") if part.strip())
     if args.zeroconf and not args.uri.startswith("tcp://"):
         parser.error("--zeroconf needs a tcp:// --uri")
     return args

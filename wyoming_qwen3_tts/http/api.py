@@ -1,0 +1,793 @@
+"""The HTTP application: OpenAI-compatible speech, voice management, the web page.
+
+Endpoints (the OpenAPI document is at `/openapi.json`):
+
+- `POST /v1/audio/speech`: OpenAI's speech request (`model`, `input`, `voice`,
+  `response_format`, `speed`, `instructions`; `language` added).  The answer is streamed
+  (chunked) and its first bytes leave when the first sentence's first audio exists; a request
+  that fails before any audio gets an error status and body, one that fails later ends without
+  its final chunk (a truncated body, never a short "complete" file).
+- `GET /v1/audio/voices`, `GET /v1/models`, `GET /v1/models/{id}`, `GET /v1/audio/models`:
+  what there is (voices with kind, checkpoint and languages).
+- `GET /api/info`, `GET /api/voices`, `POST /api/voices/clone` (multipart), `POST
+  /api/voices/design`, `POST /api/voices/style`, `PATCH /api/voices/{name}` (rename),
+  `DELETE /api/voices/{name}`, `GET /api/voices/{name}/preview`, `GET
+  /api/voices/{name}/reference`.
+- `GET /`: the web page.
+
+`model` names: OpenAI's (`tts-1`, `tts-1-hd`, `gpt-4o-mini-tts`, `gpt-4o-tts`) and
+`qwen3-tts` leave the choice to the voice (each voice is served by its own checkpoint); a
+configured checkpoint (its `--model` value or the last part of it, any case) asks for that one,
+and a voice of another checkpoint is then an error.
+
+Access (`HttpSettings`): with an API key every request needs `Authorization: Bearer KEY` (or
+HTTP Basic with the key as password, which browsers ask for by themselves), except requests
+from a trusted proxy address (Home Assistant's ingress, which has authenticated the user
+already).  With trusted proxies and no key, other addresses are refused.  Errors have OpenAI's
+shape: `{"error": {"message", "type", "param", "code"}}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import logging
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..contract import BYTES_PER_SECOND, MIN_REFERENCE_SECONDS, SAMPLE_RATE
+from ..server.catalog import Catalog, Voice, normalize
+from ..server.languages import codes_for
+from ..server.speech import Failure, Service, SlowClient, Speech
+from ..server.voice_folders import BUILTIN, CLONED, DESIGNED
+from ..server.worker import Lane
+from .audio import (
+    FORMATS,
+    MAX_RECORDING_SECONDS,
+    REFUSED_FORMATS,
+    AudioFormatError,
+    Encoder,
+    RecordingError,
+    audio_format,
+    read_recording,
+    stretch,
+)
+from .voices import (
+    VoiceError,
+    VoiceStore,
+    clean_text,
+    cloned_voice,
+    designed_voice,
+    styled_voice,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "gpt-4o-tts")
+OWN_MODEL = "qwen3-tts"
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # one recording upload (HA ingress passes up to 16 MiB)
+MAX_BODY_BYTES = 256 * 1024  # any other request body
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_ -]{0,63}$"  # catalog names (spaces mean underscores)
+PREVIEW_TEXT = "Hello! This is how I sound."
+BEARER = HTTPBearer(auto_error=False, description="the server's API key (--http-api-key)")
+VoiceName = Annotated[str, PathParam(max_length=64, pattern=NAME_PATTERN)]
+
+# failure codes of server.speech -> HTTP status
+_STATUS = {"queue-full": 429, "shutting-down": 503, "model-not-loaded": 503, "cancelled": 503,
+           "synthesis-failed": 500}
+_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+          404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error",
+          415: "invalid_request_error", 429: "rate_limit_error"}
+
+
+@dataclass
+class HttpSettings:
+    """The HTTP front door's options (cli.py: --http-api-key, --http-trusted-proxy)."""
+
+    api_key: str | None = None
+    trusted_proxies: frozenset[str] = frozenset()
+    max_connections: int = 16
+    write_grace_seconds: float = 30.0  # a client may stop reading this long, then is dropped
+    configured_voice: str | None = None  # --voice
+
+    def describe_access(self) -> str:
+        parts = []
+        if self.trusted_proxies:
+            parts.append("no key needed from " + ", ".join(sorted(self.trusted_proxies)))
+        if self.api_key:
+            parts.append("API key required" + (" from elsewhere" if self.trusted_proxies
+                                                else ""))
+        elif self.trusted_proxies:
+            parts.append("other addresses refused (no API key set)")
+        else:
+            parts.append("open: no API key set")
+        return "; ".join(parts)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, code: str | None = None,
+                 param: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.param = status, message, code, param
+        self.headers = headers
+
+
+def _error_response(status: int, message: str, code: str | None = None,
+                    param: str | None = None, headers: dict | None = None) -> JSONResponse:
+    kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param,
+                                   "code": code}}, status_code=status, headers=headers)
+
+
+# -- OpenAPI models ----------------------------------------------------------------------------
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class VoiceRef(BaseModel):
+    id: str = Field(max_length=200)
+
+
+class SpeechRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field("tts-1", max_length=500, description=(
+        "tts-1, tts-1-hd, gpt-4o-mini-tts, gpt-4o-tts or qwen3-tts (the voice picks the "
+        "checkpoint), or a configured checkpoint"))
+    input: str = Field(max_length=100_000, description="the text to speak (at most "
+                       "--max-text-chars characters)")
+    voice: str | VoiceRef | None = Field(None, description="any voice of GET /v1/audio/voices; "
+                                         "none: the server's default voice")
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = Field(
+        "mp3", description="pcm is raw 24 kHz 16-bit little-endian mono; aac is refused")
+    speed: float = Field(1.0, ge=0.25, le=4.0, description="time-stretched per sentence")
+    instructions: str | None = Field(None, max_length=4096, description=(
+        "how to speak: replaces a built-in voice's style (1.7B CustomVoice checkpoints only) "
+        "and is added to a designed voice's description; ignored for cloned voices and 0.6B "
+        "CustomVoice checkpoints (the X-Instructions-Ignored header says so)"))
+    language: str | None = Field(None, max_length=40, description="auto or a model language "
+                                 "(english, ...) or code (en); default: detected per sentence")
+    stream_format: Literal["audio", "sse"] | None = Field(None, description="only audio")
+
+
+class VoiceInfo(BaseModel):
+    id: str
+    name: str
+    kind: Literal["builtin", "designed", "cloned"]
+    model: str
+    description: str
+    languages: list[str]
+    language_codes: list[str]
+    editable: bool
+    default: bool
+    instructions: str | None = None
+    transcript: str | None = None
+
+
+class VoiceList(BaseModel):
+    voices: list[VoiceInfo]
+
+
+class ModelInfo(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "qwen3-tts"
+    kind: str | None = None
+    languages: list[str] = Field(default_factory=list)
+    loaded: bool | None = None
+    follows_instructions: bool | None = None
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelInfo]
+
+
+class SimpleModel(BaseModel):
+    id: str
+    name: str
+
+
+class SimpleModelList(BaseModel):
+    models: list[SimpleModel]
+
+
+class DesignRequest(BaseModel):
+    name: str = Field(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+    description: str = Field(max_length=4000, description="the voice described in words")
+    model: str | None = Field(None, max_length=500)
+
+
+class StyleRequest(BaseModel):
+    name: str = Field(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+    speaker: str = Field(max_length=100, description="a built-in speaker (Ryan, Vivian, ...)")
+    instructions: str | None = Field(None, max_length=4000, description="how to speak")
+    model: str | None = Field(None, max_length=500)
+
+
+class RenameRequest(BaseModel):
+    name: str = Field(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+class Deleted(BaseModel):
+    deleted: str
+
+
+class Limits(BaseModel):
+    max_text_chars: int
+    max_upload_bytes: int
+    min_recording_seconds: float
+    max_recording_seconds: float
+    max_voices: int
+
+
+class Info(BaseModel):
+    version: str
+    loaded: bool
+    default_voice: str | None
+    models: list[ModelInfo]
+    formats: list[str]
+    limits: Limits
+    voices_dir_writable: bool
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 415, 429, 503)}
+AUDIO_CONTENT = {fmt.media_type: {"schema": {"type": "string", "format": "binary"}}
+                 for fmt in FORMATS.values()}
+
+
+# -- the requests being answered ---------------------------------------------------------------
+@dataclass
+class Answering:
+    """Speech responses in progress (cancelled when the server stops)."""
+
+    speeches: set[Speech] = field(default_factory=set)
+
+    def cancel_all(self) -> None:
+        for speech in list(self.speeches):
+            speech.cancel()
+
+
+def checkpoint_id(model: str) -> str:
+    """How a configured checkpoint is named to clients: a repo id as it is, a local folder by
+    its last part (no paths in answers)."""
+    if model.count("/") == 1 and not model.startswith((".", "/", "~")):
+        return model
+    return Path(model).name or model
+
+
+def _follows_instructions(catalog: Catalog, model: str) -> bool | None:
+    summary = catalog.checkpoints[model].summary
+    if summary is None:
+        return None
+    if summary.model_type == "base":
+        return False
+    return not (summary.model_type == "custom_voice" and summary.size == "0b6")
+
+
+class SpeechResponse(StreamingResponse):
+    """A speech answer: encoded audio as it is generated, bounded by what the client reads."""
+
+    def __init__(self, speech: Speech, pieces, first: bytes, first_at: float, encoder: Encoder,
+                 answering: Answering, grace: float, headers: dict[str, str]) -> None:
+        super().__init__(content=iter(()), media_type=encoder.format.media_type,
+                         headers=headers)
+        self.speech, self.pieces, self.first, self.first_at = speech, pieces, first, first_at
+        self.encoder, self.answering, self.grace = encoder, answering, grace
+        self.samples = 0
+
+    async def _send_body(self, send, body: bytes, more: bool = True) -> None:
+        try:
+            await asyncio.wait_for(send({"type": "http.response.body", "body": body,
+                                         "more_body": more}), self.grace)
+        except asyncio.TimeoutError:
+            raise SlowClient(f"the client read nothing for {self.grace:g} s") from None
+
+    async def _watch_disconnect(self, receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.speech.cancel()
+                return
+
+    async def __call__(self, scope, receive, send) -> None:
+        speech = self.speech
+        self.answering.speeches.add(speech)
+        watcher = asyncio.create_task(self._watch_disconnect(receive))
+        complete = False
+        try:
+            await send({"type": "http.response.start", "status": self.status_code,
+                        "headers": self.raw_headers})
+            pcm: bytes | None = self.first
+            while pcm is not None:
+                self.samples += len(pcm) // 2
+                if body := self.encoder.encode(pcm):
+                    await self._send_body(send, body)
+                pcm = await anext(self.pieces, None)
+            if speech.failure is None:
+                await self._send_body(send, self.encoder.finish(), more=False)
+                complete = True
+            elif speech.failure.code != "cancelled":
+                _LOGGER.warning("HTTP speech ended early (%s): %s", speech.failure.code,
+                                speech.failure.text)
+        except SlowClient as err:
+            _LOGGER.warning("Dropping an HTTP client: %s", err)
+        except OSError as err:  # the client went away (uvicorn's ClientDisconnected)
+            _LOGGER.debug("HTTP client gone: %s", err)
+        finally:
+            watcher.cancel()
+            if not complete:
+                speech.cancel()
+            self.encoder.close()
+            await self.pieces.aclose()
+            speech.done()
+            self.answering.speeches.discard(speech)
+            if complete:
+                speech.log(self.samples, self.first_at, "HTTP speech")
+
+
+async def pcm_pieces(speech: Speech, speed: float):
+    """The request's PCM; with a speed other than 1, each sentence stretched as a whole (a
+    sentence is complete when the next one's first chunk arrives: `speech.results` grows
+    before that chunk is yielded, or when the audio ends)."""
+    if speed == 1.0:
+        async for pcm in speech.audio():
+            yield pcm
+        return
+    pending: list[bytes] = []
+    done = 0
+    async for pcm in speech.audio():
+        if len(speech.results) > done:
+            done = len(speech.results)
+            if pending:
+                yield await asyncio.to_thread(stretch, b"".join(pending), speed)
+                pending = []
+        pending.append(pcm)
+    if pending and speech.failure is None:
+        yield await asyncio.to_thread(stretch, b"".join(pending), speed)
+
+
+# -- the application ---------------------------------------------------------------------------
+def create_app(service: Service, store: VoiceStore, settings: HttpSettings) -> FastAPI:
+    catalog = service.catalog
+    answering = Answering()
+    def authorize(request: Request, _credentials: Annotated[Any, Depends(BEARER)]) -> None:
+        peer = request.client.host if request.client else None
+        if peer is not None and peer in settings.trusted_proxies:
+            return
+        key = settings.api_key
+        if not key:
+            if settings.trusted_proxies:
+                raise ApiError(403, "this HTTP port serves Home Assistant's ingress only; set "
+                               "an API key (--http-api-key, the add-on's http_api_key) to use "
+                               "it from elsewhere", "forbidden")
+            return
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        given = None
+        if scheme.lower() == "bearer":
+            given = value.strip()
+        elif scheme.lower() == "basic":
+            try:
+                given = base64.b64decode(value.strip(), validate=True).decode().partition(":")[2]
+            except (binascii.Error, UnicodeDecodeError):
+                given = None
+        if not given or not hmac.compare_digest(given.encode(), key.encode()):
+            raise ApiError(401, "missing or wrong API key: send Authorization: Bearer <key>",
+                           "invalid_api_key",
+                           headers={"WWW-Authenticate": 'Basic realm="Qwen3-TTS"'})
+
+    app = FastAPI(title="Qwen3-TTS", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json", dependencies=[Depends(authorize)],
+                  description="OpenAI-compatible speech and voice management for the "
+                              "Qwen3-TTS Wyoming server.")
+    app.state.answering = answering
+    app.add_middleware(BodyLimit)
+
+    @app.exception_handler(ApiError)
+    async def on_api_error(_request, err: ApiError):
+        return _error_response(err.status, err.message, err.code, err.param, err.headers)
+
+    @app.exception_handler(VoiceError)
+    async def on_voice_error(_request, err: VoiceError):
+        return _error_response(err.status, str(err), err.code)
+
+    @app.exception_handler(RecordingError)
+    async def on_recording_error(_request, err: RecordingError):
+        return _error_response(err.status, str(err), "invalid-recording", "file")
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(_request, err: RequestValidationError):
+        errors = err.errors()
+        first = errors[0] if errors else {}
+        where = ".".join(str(part) for part in first.get("loc", ())[1:]) or None
+        message = first.get("msg", "invalid request")
+        return _error_response(400, f"{where}: {message}" if where else message,
+                               "invalid-request", where)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(_request, err: StarletteHTTPException):
+        return _error_response(err.status_code, str(err.detail), None, None,
+                               getattr(err, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(_request, err: Exception):
+        _LOGGER.exception("HTTP request failed")
+        return _error_response(500, f"internal error: {type(err).__name__}", "internal-error")
+
+    # -- helpers ------------------------------------------------------------------------------
+    def default_voice() -> str | None:
+        ready = service.synthesizer.ready
+        if ready is not None and ready.done() and ready.exception() is None:
+            return ready.result().default_voice
+        found = catalog.default_voice(settings.configured_voice)
+        return found.name if found is not None else None
+
+    def voice_info(voice: Voice, default: str | None) -> VoiceInfo:
+        return VoiceInfo(id=voice.name, name=voice.name, kind=voice.kind,
+                         model=checkpoint_id(voice.model), description=voice.description,
+                         languages=list(voice.languages),
+                         language_codes=codes_for(voice.languages),
+                         editable=voice.folder is not None,
+                         default=default is not None and voice.key == normalize(default),
+                         instructions=voice.instruct if voice.folder is not None else None,
+                         transcript=voice.transcript)
+
+    def voice_list() -> VoiceList:
+        default = default_voice()
+        return VoiceList(voices=[voice_info(v, default) for v in catalog.voices])
+
+    def model_infos() -> list[ModelInfo]:
+        infos = [ModelInfo(id=name, kind="alias", languages=list(catalog.languages))
+                 for name in (*OPENAI_MODELS, OWN_MODEL)]
+        for checkpoint in catalog.checkpoints.values():
+            summary = checkpoint.summary
+            infos.append(ModelInfo(
+                id=checkpoint_id(checkpoint.model),
+                kind=summary.model_type if summary else None,
+                languages=list(summary.languages) if summary else [],
+                loaded=checkpoint.loaded,
+                follows_instructions=_follows_instructions(catalog, checkpoint.model)))
+        return infos
+
+    def find_checkpoint(model: str) -> str | None:
+        """None: any checkpoint (the voice decides); else the configured --model value."""
+        wanted = model.strip().lower()
+        if wanted in ("", OWN_MODEL, *OPENAI_MODELS):
+            return None
+        for configured in catalog.checkpoints:
+            if wanted in (configured.lower(), checkpoint_id(configured).lower(),
+                          Path(configured).name.lower()):
+                return configured
+        names = ", ".join([*OPENAI_MODELS, OWN_MODEL,
+                           *(checkpoint_id(m) for m in catalog.checkpoints)])
+        raise ApiError(400, f"unknown model {model[:100]!r}; models: {names}",
+                       "model_not_found", "model")
+
+    def pick_voice(name: str | None, checkpoint: str | None) -> tuple[Voice | None, str | None]:
+        """(the voice, the name to ask for); (None, name) while the voices are not known yet
+        (the router checks the name once the model is loaded)."""
+        if name:
+            voice = catalog.voice(name)
+            if voice is None:
+                if not catalog.known:
+                    return None, clean_text(name)[:200]
+                raise ApiError(400, catalog.unknown_voice(name[:100]), "unknown-voice", "voice")
+            if checkpoint is not None and voice.model != checkpoint:
+                raise ApiError(400, f"voice {voice.name} is served by "
+                               f"{checkpoint_id(voice.model)}, not by "
+                               f"{checkpoint_id(checkpoint)}", "voice-not-in-model", "voice")
+            return voice, voice.name
+        default = default_voice()
+        voice = catalog.voice(default) if default else None
+        if checkpoint is not None and (voice is None or voice.model != checkpoint):
+            own = catalog.voices_of(checkpoint)
+            if not own:
+                raise ApiError(400, f"{checkpoint_id(checkpoint)} has no voices yet",
+                               "no-voice", "voice")
+            voice = own[0]
+        return voice, voice.name if voice is not None else None
+
+    def instruction(voice: Voice | None, instructions: str | None
+                    ) -> tuple[str | None, str | None]:
+        """(instruct for the engine, why the instructions are ignored)."""
+        text = clean_text(instructions or "")[:4096]
+        if not text or voice is None:
+            return None, ("no voice known yet" if text else None)
+        if voice.kind == CLONED:
+            return None, "cloned voices take no instructions"
+        if voice.kind == DESIGNED:
+            return f"{voice.instruct or ''} {text}".strip(), None
+        if _follows_instructions(catalog, voice.model) is False:
+            return None, f"{checkpoint_id(voice.model)} does not follow instructions (0.6B)"
+        return text, None
+
+    async def speak(request: Request, text: str, voice: Voice | None, voice_name: str | None,
+                    language: str | None, response_format: str, speed: float,
+                    instruct: str | None, ignored: str | None) -> SpeechResponse:
+        if service.stopping:
+            raise ApiError(503, "the server is shutting down", "shutting-down")
+        try:
+            fmt = audio_format(response_format)
+        except AudioFormatError as err:
+            raise ApiError(400, str(err), "unsupported-format", "response_format") from None
+        peer = request.client.host if request.client else "local"
+        speech = Speech(service, Lane(f"http {peer}"), streaming=False,
+                        voice=voice_name, language=clean_text(language or "") or None,
+                        capacity=int(service.settings.max_unread_seconds * BYTES_PER_SECOND),
+                        instruct=instruct)
+        speech.say(clean_text(text))
+        pieces = pcm_pieces(speech, speed)
+        try:
+            first = await anext(pieces, None)
+        except BaseException:
+            speech.cancel()
+            speech.done()
+            raise
+        if first is None:
+            await pieces.aclose()
+            speech.done()
+            failure = speech.failure or Failure("no-audio", "no audio was produced")
+            status = _STATUS.get(failure.code, 400)
+            raise ApiError(status, failure.text, failure.code,
+                           "input" if failure.code in ("empty-text", "text-too-long") else None)
+        headers = {"Cache-Control": "no-store", "X-Sample-Rate": str(SAMPLE_RATE)}
+        if voice is not None:
+            headers["X-Voice"] = voice.name
+        if ignored:
+            headers["X-Instructions-Ignored"] = ignored.encode("ascii", "replace").decode()
+        return SpeechResponse(speech, pieces, first, time.monotonic(), Encoder(fmt), answering,
+                              settings.write_grace_seconds, headers)
+
+    # -- OpenAI-compatible ---------------------------------------------------------------------
+    @app.post("/v1/audio/speech", response_class=SpeechResponse, tags=["speech"],
+              responses={200: {"content": AUDIO_CONTENT, "description": "the audio, streamed"},
+                         **ERRORS, 500: {"model": ErrorBody}})
+    async def create_speech(body: SpeechRequest, request: Request):
+        """Speak `input` (OpenAI's speech API)."""
+        if body.stream_format == "sse":
+            raise ApiError(400, "stream_format sse is not offered: the audio itself is "
+                           "streamed (chunked); use stream_format audio", "unsupported",
+                           "stream_format")
+        checkpoint = find_checkpoint(body.model)
+        name = body.voice.id if isinstance(body.voice, VoiceRef) else body.voice
+        voice, voice_name = pick_voice(name, checkpoint)
+        instruct, ignored = instruction(voice, body.instructions)
+        if ignored:
+            _LOGGER.info("Instructions ignored: %s", ignored)
+        return await speak(request, body.input, voice, voice_name, body.language,
+                           body.response_format, body.speed, instruct, ignored)
+
+    @app.get("/v1/audio/voices", response_model=VoiceList, tags=["speech"])
+    async def list_audio_voices():
+        """Every voice (built-in, designed, cloned) with its checkpoint and languages."""
+        return voice_list()
+
+    @app.get("/v1/models", response_model=ModelList, tags=["speech"])
+    async def list_models():
+        """The accepted `model` names: OpenAI's, qwen3-tts and the configured checkpoints."""
+        return ModelList(data=model_infos())
+
+    @app.get("/v1/models/{model_id:path}", response_model=ModelInfo, tags=["speech"],
+             responses={404: {"model": ErrorBody}})
+    async def get_model(model_id: Annotated[str, PathParam(max_length=500)]):
+        for info in model_infos():
+            if info.id.lower() == model_id.lower():
+                return info
+        raise ApiError(404, f"no model {model_id[:100]!r}", "model_not_found")
+
+    @app.get("/v1/audio/models", response_model=SimpleModelList, tags=["speech"])
+    async def list_audio_models():
+        """The model names, as Open WebUI asks for them."""
+        return SimpleModelList(models=[SimpleModel(id=m.id, name=m.id) for m in model_infos()])
+
+    # -- management ----------------------------------------------------------------------------
+    @app.get("/api/info", response_model=Info, tags=["voices"])
+    async def info():
+        """The server: checkpoints, default voice, formats and limits."""
+        writable = False
+        if store.voices_dir is not None:
+            folder = store.voices_dir if store.voices_dir.exists() else store.voices_dir.parent
+            import os
+
+            writable = os.access(folder, os.W_OK)
+        return Info(version=__version__, loaded=catalog.loaded, default_voice=default_voice(),
+                    models=[m for m in model_infos() if m.kind != "alias"],
+                    formats=[name for name in FORMATS if name not in REFUSED_FORMATS],
+                    limits=Limits(max_text_chars=service.settings.max_text_chars,
+                                  max_upload_bytes=MAX_UPLOAD_BYTES,
+                                  min_recording_seconds=MIN_REFERENCE_SECONDS,
+                                  max_recording_seconds=MAX_RECORDING_SECONDS,
+                                  max_voices=store.max_voices),
+                    voices_dir_writable=writable)
+
+    @app.get("/api/voices", response_model=VoiceList, tags=["voices"])
+    async def list_voices():
+        return voice_list()
+
+    def model_param(model: str | None) -> str | None:
+        if not model or not model.strip():
+            return None
+        found = find_checkpoint(model)
+        if found is None:
+            raise ApiError(400, "name a configured checkpoint (or none), not an alias",
+                           "unknown-model", "model")
+        return found
+
+    created = {201: {"model": VoiceInfo}, **ERRORS, 500: {"model": ErrorBody}}
+
+    @app.post("/api/voices/clone", status_code=201, response_model=VoiceInfo, tags=["voices"],
+              responses=created)
+    async def create_cloned_voice(
+        name: Annotated[str, Form(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")],
+        file: Annotated[UploadFile, File(description="a recording: WAV, FLAC, Ogg, MP3 ... "
+                                                     "(recognised by its content)")],
+        transcript: Annotated[str | None, Form(max_length=4000)] = None,
+        model: Annotated[str | None, Form(max_length=500)] = None,
+    ):
+        """A cloned voice from a recording of 1 to 60 s (5 to 10 s of one person is best) and,
+        for a closer clone, its transcript."""
+        checkpoint = store.checkpoint_for(CLONED, model_param(model))
+        data = await file.read(MAX_UPLOAD_BYTES + 1)
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise ApiError(413, f"the recording is larger than {MAX_UPLOAD_BYTES} bytes",
+                           "too-large", "file")
+        recording = await asyncio.to_thread(read_recording, data)
+        wav = await asyncio.to_thread(recording.wav_bytes)
+        new = cloned_voice(name, wav, transcript, checkpoint if model else None)
+        voice = await asyncio.to_thread(store.create, new)
+        return JSONResponse(voice_info(voice, default_voice()).model_dump(), status_code=201)
+
+    @app.post("/api/voices/design", status_code=201, response_model=VoiceInfo,
+              tags=["voices"], responses=created)
+    async def create_designed_voice(body: DesignRequest):
+        """A designed voice: the voice described in words (a VoiceDesign checkpoint)."""
+        checkpoint = store.checkpoint_for(DESIGNED, model_param(body.model))
+        new = designed_voice(body.name, body.description, checkpoint if body.model else None)
+        voice = await asyncio.to_thread(store.create, new)
+        return JSONResponse(voice_info(voice, default_voice()).model_dump(), status_code=201)
+
+    @app.post("/api/voices/style", status_code=201, response_model=VoiceInfo, tags=["voices"],
+              responses=created)
+    async def create_styled_voice(body: StyleRequest):
+        """A built-in speaker with a speaking style (a CustomVoice checkpoint; only the 1.7B
+        ones follow the style)."""
+        checkpoint = store.checkpoint_for(BUILTIN, model_param(body.model))
+        speaker = store.speaker_for(checkpoint, clean_text(body.speaker))
+        new = styled_voice(body.name, speaker, body.instructions,
+                           checkpoint if body.model else None)
+        voice = await asyncio.to_thread(store.create, new)
+        return JSONResponse(voice_info(voice, default_voice()).model_dump(), status_code=201)
+
+    @app.patch("/api/voices/{name}", response_model=VoiceInfo, tags=["voices"],
+               responses={**ERRORS, 500: {"model": ErrorBody}})
+    async def rename_voice(name: VoiceName, body: RenameRequest):
+        """Rename a designed, cloned or styled voice (its folder)."""
+        voice = await asyncio.to_thread(store.rename, name, body.name)
+        return voice_info(voice, default_voice())
+
+    @app.delete("/api/voices/{name}", response_model=Deleted, tags=["voices"],
+                responses={**ERRORS, 500: {"model": ErrorBody}})
+    async def delete_voice(name: VoiceName):
+        """Delete a designed, cloned or styled voice (its folder)."""
+        voice = await asyncio.to_thread(store.delete, name)
+        return Deleted(deleted=voice.name)
+
+    @app.get("/api/voices/{name}/preview", response_class=SpeechResponse, tags=["voices"],
+             responses={200: {"content": AUDIO_CONTENT}, **ERRORS, 500: {"model": ErrorBody}})
+    async def preview_voice(
+        request: Request, name: VoiceName,
+        text: Annotated[str, Query(max_length=2000)] = PREVIEW_TEXT,
+        response_format: Annotated[Literal["mp3", "opus", "flac", "wav", "pcm"],
+                                   Query()] = "mp3",
+        language: Annotated[str | None, Query(max_length=40)] = None,
+    ):
+        """The voice speaking `text` (streamed, like /v1/audio/speech)."""
+        voice = catalog.voice(name)
+        if voice is None:
+            raise ApiError(404, catalog.unknown_voice(name), "unknown-voice")
+        return await speak(request, text or PREVIEW_TEXT, voice, voice.name, language,
+                           response_format, 1.0, None, None)
+
+    @app.get("/api/voices/{name}/reference", tags=["voices"], response_class=FileResponse,
+             responses={200: {"content": {"audio/wav": {}}}, **ERRORS})
+    async def voice_reference(name: VoiceName):
+        """A cloned voice's recording."""
+        voice = catalog.voice(name)
+        if voice is None or voice.kind != CLONED or voice.reference is None:
+            raise ApiError(404, f"no cloned voice {name!r}", "unknown-voice")
+        if not voice.reference.is_file():
+            raise ApiError(404, f"the recording of {voice.name} is gone", "unknown-voice")
+        media = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg",
+                 ".mp3": "audio/mpeg"}.get(voice.reference.suffix.lower(),
+                                           "application/octet-stream")
+        return FileResponse(voice.reference, media_type=media,
+                            headers={"Cache-Control": "no-store"})
+
+    # -- the page ------------------------------------------------------------------------------
+    page = resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index():
+        return HTMLResponse(page, headers={"Cache-Control": "no-store",
+                                           "X-Content-Type-Options": "nosniff"})
+
+    return app
+
+
+class _TooLarge(StarletteHTTPException):
+    """Raised while the body is read (FastAPI passes HTTP exceptions through as they are)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than {limit} bytes")
+
+
+class BodyLimit:
+    """Request bodies bounded before they are read: MAX_UPLOAD_BYTES for the clone upload,
+    MAX_BODY_BYTES for anything else (by Content-Length, and by counting what arrives)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = MAX_UPLOAD_BYTES + 64 * 1024 if scope["path"] == "/api/voices/clone" \
+            else MAX_BODY_BYTES
+        for key, value in scope.get("headers", ()):
+            if key == b"content-length":
+                try:
+                    too_large = int(value) > limit
+                except ValueError:
+                    too_large = True
+                if too_large:
+                    await _error_response(413, f"the request body is larger than {limit} "
+                                          "bytes", "too-large")(scope, receive, send)
+                    return
+        received = 0
+        started = False
+
+        async def counting_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _TooLarge(limit)
+            return message
+
+        async def watching_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, watching_send)
+        except _TooLarge:
+            if not started:
+                await _error_response(413, f"the request body is larger than {limit} bytes",
+                                      "too-large")(scope, receive, send)
