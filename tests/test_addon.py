@@ -33,7 +33,7 @@ import pytest
 import voluptuous as vol
 import yaml
 
-from wyoming_qwen3_tts.dev.serverproc import free_port
+from wyoming_qwen3_tts.dev.serverproc import describe, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "addon_fixtures"
@@ -960,19 +960,6 @@ def retarget(args: list[str], **values: str | list[str]) -> list[str]:
     return out
 
 
-async def _describe(port: int):
-    from wyoming.client import AsyncTcpClient
-    from wyoming.info import Describe, Info
-
-    async with AsyncTcpClient("127.0.0.1", port) as client:
-        await client.write_event(Describe().event())
-        while True:
-            event = await asyncio.wait_for(client.read_event(), timeout=5)
-            assert event is not None, "the server closed the connection"
-            if Info.is_type(event.type):
-                return Info.from_event(event)
-
-
 async def _raw_describe(port: int) -> str:
     """What `echo '{ "type": "describe" }' | nc -w 1 localhost PORT` prints."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -1025,7 +1012,7 @@ async def test_server_started_like_the_addon_answers_describe(request, tmp_path,
         while time.monotonic() < deadline:
             assert server.poll() is None, "the server exited:\n" + log_path.read_text()[-4000:]
             try:
-                info = await _describe(port)
+                info = await describe(port, timeout=5)
             except (OSError, asyncio.TimeoutError):
                 info = None
             if info and info.tts and info.tts[0].installed and info.tts[0].voices:

@@ -13,10 +13,9 @@ import re
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wyoming.tts import Synthesize
 
 from wyoming_qwen3_tts.contract import SAMPLES_PER_FRAME
-from wyoming_qwen3_tts.dev.serverproc import check_audio, connect, read_until, servers
+from wyoming_qwen3_tts.dev.serverproc import servers, synthesize
 
 FUZZ_SETTINGS = settings(max_examples=30, deadline=None, derandomize=True,
                          suppress_health_check=list(HealthCheck))
@@ -35,15 +34,7 @@ def server(tiny_custom_voice, tmp_path_factory):
 def still_serves(server) -> None:
     """A normal request gets all its audio, as the server logged it."""
 
-    async def request() -> bytes:
-        client = await connect(server.port)
-        try:
-            await client.write_event(Synthesize(text="Hi.").event())
-            return check_audio(await read_until(client, "audio-stop", timeout=60))
-        finally:
-            await client.disconnect()
-
-    pcm = asyncio.run(request())
+    pcm = asyncio.run(synthesize(server.port, "Hi.", timeout=60))
     digest = hashlib.sha256(pcm).hexdigest()
     logged = server.wait_for_log(rf"Request audio: 3 chars, frames=(\d+) samples=(\d+) "
                                  rf"sha256={digest}", timeout=30)

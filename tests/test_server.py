@@ -34,6 +34,7 @@ from wyoming_qwen3_tts.dev.serverproc import (
     check_audio,
     connect,
     read_until,
+    synthesize,
 )
 
 MAX_TEXT_CHARS = 200
@@ -107,13 +108,7 @@ async def test_describe_lists_every_speaker_with_all_languages(server, speakers)
 async def test_synthesize_streams_audio_as_it_is_generated(server):
     text = "Hello there."
     mark = server.mark()
-    client = await connect(server.port)
-    try:
-        await client.write_event(Synthesize(text=text).event())
-        events = await read_until(client, "audio-stop")
-    finally:
-        await client.disconnect()
-    pcm = check_audio(events)
+    pcm = await synthesize(server.port, text)
     assert peak(pcm) > 300, "audio is silent"
 
     frames, samples, digest = request_log(server, len(text), mark)
@@ -132,13 +127,7 @@ async def test_long_text_is_spoken_sentence_by_sentence_in_order(server):
     sentences = ["First one.", "Two more.", "And three here."]
     text = " ".join(sentences)
     mark = server.mark()
-    client = await connect(server.port)
-    try:
-        await client.write_event(Synthesize(text=text).event())
-        events = await read_until(client, "audio-stop")
-    finally:
-        await client.disconnect()
-    pcm = check_audio(events)
+    pcm = await synthesize(server.port, text)
     frames, samples, digest = request_log(server, len(text), mark)
     assert [int(m[1]) for m in segment_lines(server, mark)] == [len(s) for s in sentences]
     assert len(pcm) // 2 == samples == frames * SAMPLES_PER_FRAME

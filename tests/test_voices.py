@@ -11,13 +11,17 @@ import pytest
 from test_cloning import write_clip
 from test_server import peak
 from wyoming.event import Event
-from wyoming.info import Describe, Info
 from wyoming.tts import Synthesize, SynthesizeVoice
 
-from wyoming_qwen3_tts.dev.serverproc import check_audio, connect, read_until, servers
+from wyoming_qwen3_tts.dev.serverproc import (
+    check_audio,
+    describe,
+    request_events,
+    servers,
+)
+from wyoming_qwen3_tts.server.languages import LANGUAGES, codes_for
 
-LANGUAGE_CODES = ["zh-CN", "en-US", "de-DE", "it-IT", "pt-BR", "es-ES", "ja-JP", "ko-KR",
-                  "fr-FR", "ru-RU"]
+LANGUAGE_CODES = codes_for(list(LANGUAGES))
 TRANSCRIPT = "This is my voice, recorded for a test."
 GOOD = {"narrator": "designed", "calm_ryan": "builtin", "grandma": "cloned",
         "robot": "cloned"}
@@ -78,23 +82,10 @@ def server(models, voices_dir, tmp_path_factory):
         yield srv
 
 
-async def describe(port: int) -> Info:
-    client = await connect(port)
-    try:
-        await client.write_event(Describe().event())
-        return Info.from_event((await read_until(client, "info"))[-1])
-    finally:
-        await client.disconnect()
-
-
 async def speak(port: int, text: str, voice: str | None = None) -> list[Event]:
-    client = await connect(port)
-    try:
-        await client.write_event(Synthesize(
-            text=text, voice=SynthesizeVoice(name=voice) if voice else None).event())
-        return await read_until(client, "audio-stop")
-    finally:
-        await client.disconnect()
+    """Every event answering one synthesize, up to audio-stop."""
+    voices = SynthesizeVoice(name=voice) if voice else None
+    return await request_events(port, Synthesize(text=text, voice=voices).event())
 
 
 def count(server, pattern: str) -> int:

@@ -22,6 +22,7 @@ from wyoming.tts import (
     SynthesizeStopped,
 )
 
+from ..contract import SAMPLE_RATE
 from .serverproc import ServerProcess
 
 TEXT = "The kitchen lights are now off, and the front door is locked."
@@ -55,7 +56,7 @@ async def _streamed(port: int, text: str, delay: float = 0.05) -> dict:
 async def _collect(client, start: float, last_type) -> dict:
     first = None
     samples = 0
-    rate = 24000
+    rate = SAMPLE_RATE
     while True:
         event = await client.read_event()
         if event is None:

@@ -58,6 +58,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..contract import SAMPLE_RATE, SAMPLES_PER_FRAME
+
 BUILDER_VERSION = 2
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout (when run from one)
@@ -66,8 +68,6 @@ DEVMODELS = REPO / ".cache" / "devmodels"  # git-ignored: checkpoints never go e
 MODEL_TYPES = ("custom_voice", "voice_design", "base")
 SIZES = ("tiny", "0.6b", "1.7b")
 
-SAMPLE_RATE = 24000
-SAMPLES_PER_FRAME = 1920
 
 # --- Ids of the published checkpoints (Qwen/Qwen3-TTS-12Hz-*/config.json) -------------------
 

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from wyoming.audio import AudioChunk, AudioStart
 from wyoming.client import AsyncTcpClient
 from wyoming.event import Event
+from wyoming.info import Describe, Info
 from wyoming.tts import Synthesize, SynthesizeVoice
 
 from ..contract import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH
@@ -231,3 +232,9 @@ async def request_events(port: int, event: Event, last: str = "audio-stop",
         return await read_until(client, last, timeout)
     finally:
         await client.disconnect()
+
+
+async def describe(port: int, timeout: float = 10.0, host: str = HOST) -> Info:
+    """The server's `info` (on a connection of its own)."""
+    return Info.from_event((await request_events(port, Describe().event(), "info", timeout,
+                                                 host))[-1])

@@ -39,9 +39,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..contract import BYTES_PER_SECOND, SAMPLES_PER_FRAME
 from .serverproc import HOST, ServerProcess
 
-SAMPLES_PER_FRAME = 1920
 KINDS = {"ok": 40, "stream": 20, "slow": 10, "hangup": 10, "garbage": 12, "stall": 8}
 WELL_BEHAVED = ("ok", "stream", "slow")
 SENTENCES = [  # short: the tiny model always runs to its frame cap, which grows with the text
@@ -267,7 +267,8 @@ class Report:
             f"well-behaved requests completed: {sum(self.completed.values())} of {good} ("
             + ", ".join(f"{k} {self.completed[k]}" for k in WELL_BEHAVED) + ")",
             f"audio received {self.received_bytes} bytes, expected {self.expected_bytes} bytes "
-            f"({self.received_bytes / 48000:.1f} s); requests with lost or unmatched audio: "
+            f"({self.received_bytes / BYTES_PER_SECOND:.1f} s); requests with lost or "
+            f"unmatched audio: "
             f"{self.lost}; failed: {self.failed}",
             "client-side errors by kind: " + (", ".join(
                 f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"),
