@@ -374,37 +374,16 @@ async def pcm_pieces(speech: Speech, speed: float):
 def create_app(service: Service, store: VoiceStore, settings: HttpSettings) -> FastAPI:
     catalog = service.catalog
     answering = Answering()
-    def authorize(request: Request, _credentials: Annotated[Any, Depends(BEARER)]) -> None:
-        peer = request.client.host if request.client else None
-        if peer is not None and peer in settings.trusted_proxies:
-            return
-        key = settings.api_key
-        if not key:
-            if settings.trusted_proxies:
-                raise ApiError(403, "this HTTP port serves Home Assistant's ingress only; set "
-                               "an API key (--http-api-key, the add-on's http_api_key) to use "
-                               "it from elsewhere", "forbidden")
-            return
-        scheme, _, value = request.headers.get("authorization", "").partition(" ")
-        given = None
-        if scheme.lower() == "bearer":
-            given = value.strip()
-        elif scheme.lower() == "basic":
-            try:
-                given = base64.b64decode(value.strip(), validate=True).decode().partition(":")[2]
-            except (binascii.Error, UnicodeDecodeError):
-                given = None
-        if not given or not hmac.compare_digest(given.encode(), key.encode()):
-            raise ApiError(401, "missing or wrong API key: send Authorization: Bearer <key>",
-                           "invalid_api_key",
-                           headers={"WWW-Authenticate": 'Basic realm="Qwen3-TTS"'})
+    def documented(_credentials: Annotated[Any, Depends(BEARER)]) -> None:
+        """Only puts the bearer scheme in the OpenAPI document; `Access` checks the key."""
 
     app = FastAPI(title="Qwen3-TTS", version=__version__, docs_url=None, redoc_url=None,
-                  openapi_url="/openapi.json", dependencies=[Depends(authorize)],
+                  openapi_url="/openapi.json", dependencies=[Depends(documented)],
                   description="OpenAI-compatible speech and voice management for the "
                               "Qwen3-TTS Wyoming server.")
     app.state.answering = answering
     app.add_middleware(BodyLimit)
+    app.add_middleware(Access, settings=settings)  # outermost: before anything is read
 
     @app.exception_handler(ApiError)
     async def on_api_error(_request, err: ApiError):
@@ -562,7 +541,8 @@ def create_app(service: Service, store: VoiceStore, settings: HttpSettings) -> F
                               settings.write_grace_seconds, headers)
 
     # -- OpenAI-compatible ---------------------------------------------------------------------
-    @app.post("/v1/audio/speech", response_class=SpeechResponse, tags=["speech"],
+    @app.post("/v1/audio/speech", response_class=SpeechResponse, status_code=200,
+              tags=["speech"],
               responses={200: {"content": AUDIO_CONTENT, "description": "the audio, streamed"},
                          **ERRORS, 500: {"model": ErrorBody}})
     async def create_speech(body: SpeechRequest, request: Request):
@@ -695,7 +675,8 @@ def create_app(service: Service, store: VoiceStore, settings: HttpSettings) -> F
         voice = await asyncio.to_thread(store.delete, name)
         return Deleted(deleted=voice.name)
 
-    @app.get("/api/voices/{name}/preview", response_class=SpeechResponse, tags=["voices"],
+    @app.get("/api/voices/{name}/preview", response_class=SpeechResponse, status_code=200,
+             tags=["voices"],
              responses={200: {"content": AUDIO_CONTENT}, **ERRORS, 500: {"model": ErrorBody}})
     async def preview_voice(
         request: Request, name: VoiceName,
@@ -735,6 +716,53 @@ def create_app(service: Service, store: VoiceStore, settings: HttpSettings) -> F
                                            "X-Content-Type-Options": "nosniff"})
 
     return app
+
+
+def check_access(settings: HttpSettings, peer: str | None, authorization: str) -> None:
+    """ApiError unless this request may be served (see the module docstring)."""
+    if peer is not None and peer in settings.trusted_proxies:
+        return
+    key = settings.api_key
+    if not key:
+        if settings.trusted_proxies:
+            raise ApiError(403, "this HTTP port serves Home Assistant's ingress only; set an "
+                           "API key (--http-api-key, the add-on's http_api_key) to use it from "
+                           "elsewhere", "forbidden")
+        return
+    scheme, _, value = authorization.partition(" ")
+    given = None
+    if scheme.lower() == "bearer":
+        given = value.strip()
+    elif scheme.lower() == "basic":
+        try:
+            given = base64.b64decode(value.strip(), validate=True).decode().partition(":")[2]
+        except (binascii.Error, UnicodeDecodeError):
+            given = None
+    if not given or not hmac.compare_digest(given.encode(), key.encode()):
+        raise ApiError(401, "missing or wrong API key: send Authorization: Bearer <key>",
+                       "invalid_api_key", headers={"WWW-Authenticate": 'Basic realm="Qwen3-TTS"'})
+
+
+class Access:
+    """Every request (page, API, OpenAPI document, unknown paths) passes `check_access`
+    before anything else happens."""
+
+    def __init__(self, app, settings: HttpSettings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            client = scope.get("client")
+            authorization = next((value.decode("latin-1") for key, value in scope["headers"]
+                                  if key == b"authorization"), "")
+            try:
+                check_access(self.settings, client[0] if client else None, authorization)
+            except ApiError as err:
+                await _error_response(err.status, err.message, err.code, None,
+                                      err.headers)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class _TooLarge(StarletteHTTPException):
