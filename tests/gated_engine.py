@@ -23,6 +23,7 @@ from wyoming_qwen3_tts.contract import CUSTOM_VOICE, SAMPLES_PER_FRAME, EngineIn
 from wyoming_qwen3_tts.dev.serverproc import free_port
 from wyoming_qwen3_tts.server.catalog import Catalog, CheckpointSummary
 from wyoming_qwen3_tts.server.connection import Qwen3TtsEventHandler
+from wyoming_qwen3_tts.server.languages import LanguageDetector
 from wyoming_qwen3_tts.server.pool import ModelPool
 from wyoming_qwen3_tts.server.router import VoiceRouter
 from wyoming_qwen3_tts.server.speech import Service, Settings
@@ -49,7 +50,7 @@ class GatedEngine:
     model_type = CUSTOM_VOICE
     size = "1b7"
     speakers = ["ryan", "vivian"]
-    languages = ["english", "german"]
+    languages = ["english", "german", "chinese"]
     honours_instruct = True
 
     def __init__(self, frames_per_char: float = 0.25) -> None:
@@ -125,8 +126,12 @@ def settings(**changes) -> Settings:
     return Settings(**values)
 
 
-async def start(engine: GatedEngine, **changes) -> tuple[InProcessServer, AsyncTcpServer]:
-    """The server on a free loopback port, its worker serving `engine`."""
+async def start(engine: GatedEngine, loaded: dict | None = None,
+                **changes) -> tuple[InProcessServer, AsyncTcpServer]:
+    """The server on a free loopback port, its worker serving `engine`; `loaded`: more of
+    worker.Loaded (normalize, sentence_silence, gain, detect: bool), `changes`: Settings."""
+    extra = dict(loaded or {})
+    detect = extra.pop("detect", False)
     catalog = Catalog([MODEL], streaming=True)
     catalog.set_checkpoint(MODEL, CheckpointSummary(CUSTOM_VOICE, list(engine.speakers),
                                                     list(engine.languages), "test", "1b7"))
@@ -136,7 +141,8 @@ async def start(engine: GatedEngine, **changes) -> tuple[InProcessServer, AsyncT
         router.pool._on_load = router.loaded
         router.pool.get(MODEL)
         router.default_voice = "ryan"
-        return Loaded(router=router, detector=None)
+        detector = LanguageDetector(engine.languages) if detect else None
+        return Loaded(router=router, detector=detector, **extra)
 
     synthesizer = Synthesizer(load)
     service = Service(settings=settings(**changes), catalog=catalog, synthesizer=synthesizer)

@@ -724,10 +724,12 @@ DEFAULT_ARGS = BASE_ARGS + [
     "--max-loaded-models", "0",
     "--samples-per-chunk", "1024",
     "--max-text-chars", "2000",
+    "--sentence-silence", "0.0",
+    "--volume", "1.0",
 ]  # fmt: skip
 # every option set to its default gives the server the value it would use anyway
 MINIMAL_ARGS = BASE_ARGS + ["--voices-dir", "/share/qwen3_tts/voices", "--model", DEFAULT_MODEL]
-SWITCHES = {"--no-streaming", "--no-warmup", "--debug"}
+SWITCHES = {"--no-streaming", "--no-warmup", "--no-normalize", "--debug"}
 
 
 def flag_pairs(args: list[str]) -> list[tuple[str, str | None]]:
@@ -764,8 +766,11 @@ def test_run_script_every_option_changed(tmp_path):
         "--max-loaded-models", "2",
         "--samples-per-chunk", "2048",
         "--max-text-chars", "500",
+        "--sentence-silence", "0.25",
+        "--volume", "0.8",
         "--no-streaming",
         "--no-warmup",
+        "--no-normalize",
         "--debug",
     ]  # fmt: skip
 
@@ -796,6 +801,9 @@ OPTION_CHANGES = [
     ("samples_per_chunk", 4096, lambda p: _replace(p, "--samples-per-chunk", "4096")),
     ("max_text_chars", 300, lambda p: _replace(p, "--max-text-chars", "300")),
     ("debug_logging", True, lambda p: p + [("--debug", None)]),
+    ("normalize", False, lambda p: p + [("--no-normalize", None)]),
+    ("sentence_silence", 0.4, lambda p: _replace(p, "--sentence-silence", "0.4")),
+    ("volume", 1.5, lambda p: _replace(p, "--volume", "1.5")),
 ]  # fmt: skip
 
 
@@ -834,6 +842,7 @@ AS_SERVER_OPTION = {
     "voice": ("voice", lambda value: value or None),
     "streaming": ("no_streaming", lambda value: not value),
     "warmup": ("no_warmup", lambda value: not value),
+    "normalize": ("no_normalize", lambda value: not value),
     "debug_logging": ("debug", lambda value: value),
 }
 

@@ -5,6 +5,7 @@ as a test needs them, never assumed from how fast this machine is."""
 
 from __future__ import annotations
 
+import array
 import asyncio
 
 import pytest
@@ -13,7 +14,8 @@ from wyoming.ping import Ping
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
 from wyoming_qwen3_tts.contract import SAMPLES_PER_FRAME
-from wyoming_qwen3_tts.dev.serverproc import check_audio, connect, read_until
+from wyoming_qwen3_tts.dev.serverproc import check_audio, connect, read_until, synthesize
+from wyoming_qwen3_tts.server.audio_effects import Gain
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -22,8 +24,8 @@ pytestmark = pytest.mark.timeout(60)
 async def running(request):
     engine = GatedEngine()
     engine.gated = True
-    options = getattr(request, "param", {})
-    state, server = await start(engine, **options)
+    options = dict(getattr(request, "param", {}))
+    state, server = await start(engine, options.pop("loaded", None), **options)
     try:
         yield state
     finally:
@@ -142,3 +144,51 @@ async def test_failed_sentence_ends_the_request_with_an_error_after_its_audio(ru
         check_audio(await read_until(client, "synthesize-stopped"), streaming=True)
     finally:
         await client.disconnect()
+
+
+@pytest.mark.parametrize("running", [{"loaded": {"sentence_silence": 0.5,
+                                                 "gain": Gain(0.5)}}], indirect=True)
+async def test_pauses_between_sentences_and_volume_counted_in_samples(running):
+    running.engine.open()
+    pcm = await synthesize(running.port, "First sentence here. Second one.")
+    calls = running.engine.calls
+    frames = [c.frames for c in calls]
+    silence = 12000  # 0.5 s at 24 kHz, between the two sentences only
+    assert len(pcm) == 2 * (sum(frames) * SAMPLES_PER_FRAME + silence)
+    samples = array.array("h", pcm)
+    first = frames[0] * SAMPLES_PER_FRAME
+    assert not any(samples[first:first + silence])  # the pause, where it belongs
+    assert samples[0] != 0 and samples[first + silence] != 0
+    # every sample at half the stand-in engine's value (small values: no limiting)
+    expected = [(1 * 97 + i) % 2000 + 100 for i in range(frames[0])]
+    assert [samples[i * SAMPLES_PER_FRAME] for i in range(frames[0])] == \
+        [round(v * 0.5) for v in expected]
+
+
+@pytest.mark.parametrize("running", [{"loaded": {"detect": True}}], indirect=True)
+async def test_text_is_normalized_in_the_detected_language(running):
+    running.engine.open()
+    await synthesize(running.port, "Es ist 21,5 °C im Wohnzimmer und die Tür ist zu.")
+    await synthesize(running.port, "The kitchen is at 21.5 °C now, and the door is locked.")
+    first, second = running.engine.calls
+    assert first.language == "german" and "einundzwanzig Komma fünf Grad" in first.text
+    assert second.language == "english" and "twenty-one point five degrees" in second.text
+
+
+@pytest.mark.parametrize("running", [{"loaded": {"detect": True}}], indirect=True)
+async def test_short_sentences_take_the_answers_or_the_voices_language(running):
+    running.engine.open()
+    await synthesize(running.port, "OK.", voice="vivian")  # alone: Vivian's own language
+    await synthesize(running.port, "OK.")  # the default voice, Ryan: english
+    await synthesize(running.port, "Das Licht im Wohnzimmer ist jetzt aus. OK.")
+    assert [c.language for c in running.engine.calls] == ["chinese", "english", "german",
+                                                          "german"]
+
+
+@pytest.mark.parametrize("running", [{"loaded": {"detect": True, "normalize": False}}],
+                         indirect=True)
+async def test_normalization_can_be_turned_off(running):
+    running.engine.open()
+    await synthesize(running.port, "The kitchen is at 21.5 °C now, and the door is locked.")
+    assert running.engine.calls[0].text == "The kitchen is at 21.5 °C now, and the door is " \
+                                           "locked."

@@ -226,3 +226,13 @@ def test_streamed_deltas_split_anywhere_give_the_same_sentences(cuts):
         streamed += segmenter.add(TEXT[start:end])
     streamed += segmenter.finish()
     assert streamed == split_text(TEXT)
+
+
+def test_a_date_ordinal_does_not_end_a_sentence():
+    text = "Heute ist der 1. Dezember. Am 24. ist Weihnachten. Ich habe 3."
+    assert split_text(text) == ["Heute ist der 1. Dezember.", "Am 24. ist Weihnachten.",
+                                "Ich habe 3."]
+    segmenter, got = Segmenter(), []
+    for delta in [text[i:i + 3] for i in range(0, len(text), 3)]:
+        got += segmenter.add(delta)
+    assert got + segmenter.finish() == split_text(text)

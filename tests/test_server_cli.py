@@ -14,7 +14,8 @@ OPTIONS = ["--uri", "--model", "--data-dir", "--local-files-only", "--voices-dir
            "--language", "--dtype", "--threads", "--interop-threads", "--samples-per-chunk",
            "--no-streaming", "--zeroconf", "--max-text-chars", "--no-warmup", "--debug",
            "--log-format", "--max-reference-seconds", "--max-loaded-models",
-           "--max-connections", "--idle-timeout", "--max-queue", "--max-unread-audio"]
+           "--max-connections", "--idle-timeout", "--max-queue", "--max-unread-audio",
+           "--no-normalize", "--sentence-silence", "--volume"]
 
 
 @pytest.fixture(autouse=True)
@@ -51,6 +52,8 @@ def test_every_option_has_an_environment_variable(monkeypatch):
         "QWEN3_TTS_MAX_REFERENCE_SECONDS": "7.5", "QWEN3_TTS_MAX_LOADED_MODELS": "2",
         "QWEN3_TTS_MAX_CONNECTIONS": "4", "QWEN3_TTS_IDLE_TIMEOUT": "0",
         "QWEN3_TTS_MAX_QUEUE": "3", "QWEN3_TTS_MAX_UNREAD_AUDIO": "2.5",
+        "QWEN3_TTS_NO_NORMALIZE": "1", "QWEN3_TTS_SENTENCE_SILENCE": "0.3",
+        "QWEN3_TTS_VOLUME": "1.5",
     }
     assert sorted(env) == sorted("QWEN3_TTS_" + o[2:].replace("-", "_").upper() for o in OPTIONS)
     for name, value in env.items():
@@ -66,6 +69,7 @@ def test_every_option_has_an_environment_variable(monkeypatch):
     assert args.max_reference_seconds == 7.5 and args.max_loaded_models == 2
     assert (args.max_connections, args.idle_timeout, args.max_queue,
             args.max_unread_audio) == (4, 0, 3, 2.5)
+    assert args.no_normalize and args.sentence_silence == 0.3 and args.volume == 1.5
     # the command line wins over the environment
     args = parse_args(["--model", "x/y", "--threads", "2", "--zeroconf"])
     assert args.model == ["x/y"] and args.threads == 2 and args.zeroconf == "qwen3-tts"
@@ -97,6 +101,9 @@ def test_zeroconf_from_environment(monkeypatch, value, expected):
     (["--max-unread-audio", "0"], {}),
     (["--max-unread-audio", "inf"], {}),
     (["--uri", "unix:///tmp/s", "--zeroconf"], {}),
+    (["--sentence-silence", "-1"], {}),
+    (["--volume", "0"], {}),
+    ([], {"QWEN3_TTS_VOLUME": "nan"}),
 ])
 def test_bad_options_are_refused(monkeypatch, argv, env):
     for name, value in env.items():

@@ -25,9 +25,11 @@ from wyoming.server import AsyncServer, AsyncTcpServer
 from .cli import parse_args
 from .contract import AUTO, Engine, EngineFactory
 from .http.voices import VoiceStore
+from .server.audio_effects import Gain
 from .server.catalog import Catalog, normalize, peek_checkpoint
 from .server.connection import Qwen3TtsEventHandler
 from .server.languages import LanguageDetector
+from .server.normalize import prepare as prepare_normalization
 from .server.pool import ModelPool
 from .server.router import VoiceRouter, prefetch
 from .server.speech import Service, Settings
@@ -106,7 +108,11 @@ def load_first_model(args: argparse.Namespace, catalog: Catalog) -> Loaded:
     detector = LanguageDetector(engine.languages) if args.language == AUTO else None
     if not args.no_warmup:
         router.warmup(model)
-    return Loaded(router=router, detector=detector)
+    if not args.no_normalize:
+        prepare_normalization(engine.languages)  # imports and patterns, once, while loading
+    return Loaded(router=router, detector=detector, normalize=not args.no_normalize,
+                  sentence_silence=args.sentence_silence,
+                  gain=Gain(args.volume) if args.volume != 1.0 else None)
 
 
 async def start_http(args: argparse.Namespace, service: Service, voices: VoiceStore):

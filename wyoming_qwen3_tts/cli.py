@@ -137,6 +137,14 @@ def build_parser() -> _Parser:
                   help="peer addresses that need no API key, such as Home Assistant's ingress "
                        "proxy (172.30.32.2); when set without --http-api-key, other addresses "
                        "are refused")
+    parser.option("--no-normalize", action="store_true",
+                  help="speak numbers, units, times and symbols as written instead of spelling "
+                       "them out in the sentence's language")
+    parser.option("--sentence-silence", type=float, default=0.0, metavar="SECONDS",
+                  help="silence between the sentences of one answer")
+    parser.option("--volume", type=float, default=1.0, metavar="FACTOR",
+                  help="loudness factor for all audio (peaks are softly limited, never "
+                       "clipped)")
     parser.option("--no-warmup", action="store_true",
                   help="skip the short warm-up synthesis after loading")
     parser.option("--debug", action="store_true", help="log DEBUG messages")
@@ -165,6 +173,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be 0 or more")
     if args.samples_per_chunk < 1:
         parser.error("--samples-per-chunk must be at least 1")
+    if not 0 <= args.sentence_silence <= 10:
+        parser.error("--sentence-silence must be 0 to 10 (seconds)")
+    if not 0 < args.volume <= 10:
+        parser.error("--volume must be more than 0 and at most 10")
     if args.max_text_chars < 1:
         parser.error("--max-text-chars must be at least 1")
     for name in ("max_connections", "max_queue"):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..contract import AUTO, BASE, CloneSource, Engine, EngineInputError, StreamStats
 from .catalog import Catalog, Voice, summarize_engine
+from .languages import speaker_language
 from .pool import ModelPool
 from .voice_folders import BUILTIN, CLONED, DESIGNED
 
@@ -58,6 +59,14 @@ class VoiceRouter:
         engine.warmup(clone=engine.clone_prompt(clone_source(voice)))
         _LOGGER.info("Warm-up done in %.1f s (voice %s)", time.monotonic() - started,
                      voice.name)
+
+    def voice_language(self, voice: str | None) -> str | None:
+        """The language a voice speaks natively, if known (built-in speakers): what a
+        sentence too short to detect is spoken in when nothing else tells."""
+        found = self.catalog.voice(voice or self.default_voice)
+        if found is None or found.kind != BUILTIN:
+            return None
+        return speaker_language(found.speaker)
 
     def stream(self, text: str, *, voice: str | None = None, language: str = AUTO,
                cancel: threading.Event | None = None, stats: StreamStats | None = None,

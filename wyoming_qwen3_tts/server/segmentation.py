@@ -6,6 +6,11 @@ released once the text after it shows it is finished (or at the end of the strea
 sentence then has its whitespace collapsed, and one that is still very long (an LLM's
 run-on list) is cut at a clause mark or a space, so no single prompt runs into the model's
 frame cap.  Pieces without a letter or digit ("...", "**") are dropped: there is nothing to say.
+
+A "sentence" that ends in a one- or two-digit number with a full stop ("Heute ist der 1.",
+"Am 24.") is almost always an ordinal of a date or a list, not an end: it is kept until the
+next piece and spoken with it ("Heute ist der 1. Dezember."), so normalization reads "ersten
+Dezember" and no pause falls inside the date.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from sentence_stream import SentenceBoundaryDetector
 MAX_SEGMENT_CHARS = 300
 
 _WORDY = re.compile(r"\w")
+_ORDINAL_END = re.compile(r"(?<![\d.,])\d{1,2}\.$")
 _CLAUSE_END = re.compile(r"[,;:\u3001\uff0c\uff1b\uff1a\u2014)]\s*")
 
 
@@ -54,14 +60,30 @@ class Segmenter:
     def __init__(self, max_chars: int = MAX_SEGMENT_CHARS) -> None:
         self._detector = SentenceBoundaryDetector()
         self._max_chars = max_chars
+        self._held = ""  # a sentence ending in "1." waits for what follows it
+
+    def _join(self, sentences) -> list[str]:
+        out = []
+        for sentence in sentences:
+            sentence = f"{self._held} {sentence}".strip() if self._held else sentence
+            self._held = ""
+            if _ORDINAL_END.search(sentence.rstrip()) and len(sentence) < self._max_chars:
+                self._held = sentence
+            else:
+                out.append(sentence)
+        return out
 
     def add(self, delta: str) -> list[str]:
         """Feed a delta; return the segments it completed (often none)."""
-        return _clean(self._detector.add_chunk(delta), self._max_chars)
+        return _clean(self._join(self._detector.add_chunk(delta)), self._max_chars)
 
     def finish(self) -> list[str]:
         """End of text: return what is left."""
-        return _clean([self._detector.finish()], self._max_chars)
+        rest = self._join([self._detector.finish()])
+        if self._held:
+            rest.append(self._held)
+            self._held = ""
+        return _clean(rest, self._max_chars)
 
 
 def split_text(text: str, max_chars: int = MAX_SEGMENT_CHARS) -> list[str]:

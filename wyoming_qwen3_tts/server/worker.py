@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..contract import AUTO, BYTES_PER_SECOND, EngineInputError, StreamStats
+from .audio_effects import Gain, silence
 from .languages import LanguageDetector
+from .normalize import normalize
 
 if TYPE_CHECKING:
     from .router import VoiceRouter
@@ -45,6 +47,7 @@ class Ticket:
     last_language: str | None = None  # detected language of the previous sentence
     digest: Any = field(default_factory=hashlib.sha256)  # of all PCM produced for it
     stalled: bool = False
+    samples: int = 0  # of all PCM produced for it
 
 
 @dataclass
@@ -178,6 +181,9 @@ class Loaded:
 
     router: VoiceRouter
     detector: LanguageDetector | None  # None: --language fixes the language
+    normalize: bool = True  # numbers, units, times... spelled out (normalize.py)
+    sentence_silence: float = 0.0  # seconds of silence between the sentences of an answer
+    gain: Gain | None = None  # --volume; None: as generated
 
     @property
     def default_voice(self) -> str | None:
@@ -258,29 +264,41 @@ class Synthesizer:
             job.channel.finish(result)
             return
 
+        voice = job.voice or loaded.default_voice
         language = job.language
         if language is None:
-            language = (loaded.detector.choose(job.text, ticket.last_language)
+            language = (loaded.detector.choose(job.text, ticket.last_language,
+                                               loaded.router.voice_language(voice))
                         if loaded.detector is not None else AUTO)
             if language != AUTO:
                 ticket.last_language = language
-        voice = job.voice or loaded.default_voice
         result.voice, result.language = voice, language
+        text = job.text
+        if loaded.normalize and language != AUTO:
+            text = normalize(job.text, language)
+            if text != job.text:
+                _LOGGER.debug("Normalized (%s): %r -> %r", language, job.text[:300], text[:300])
+        pause = (silence(loaded.sentence_silence)
+                 if loaded.sentence_silence and ticket.samples else b"")
 
         stats = StreamStats()
         started = time.monotonic()
         stream = None
         try:
             extra = {"instruct": job.instruct} if job.instruct is not None else {}
-            stream = loaded.router.stream(job.text, voice=voice, language=language,
+            stream = loaded.router.stream(text, voice=voice, language=language,
                                           cancel=ticket.cancel, stats=stats, **extra)
             for pcm in stream:
                 if not pcm:
                     continue
+                if loaded.gain is not None:
+                    pcm = loaded.gain(pcm)
                 if result.first_audio_frame is None:
                     result.first_audio_frame = stats.frames
                     result.first_audio_seconds = time.monotonic() - started
+                    pcm = pause + pcm  # between this sentence and the one before
                 ticket.digest.update(pcm)
+                ticket.samples += len(pcm) // 2
                 result.samples += len(pcm) // 2
                 if not job.channel.put(pcm):
                     if not ticket.cancel.is_set():
