@@ -370,8 +370,12 @@ def test_config_yaml_content(config):
     assert config["arch"] == ["amd64", "aarch64"]
     assert config["init"] is False
     assert config["discovery"] == ["wyoming"]
-    assert config["ports"] == {"10200/tcp": None}
-    assert "10200/tcp" in config["ports_description"]
+    assert config["ports"] == {"10200/tcp": None, "10201/tcp": None}
+    assert {"10200/tcp", "10201/tcp"} <= set(config["ports_description"])
+    # the web page in the sidebar through ingress, on the HTTP port the run script serves
+    assert config["ingress"] is True and config["ingress_port"] == 10201
+    assert config["panel_icon"].startswith("mdi:") and config["panel_title"]
+    assert f"{config['ingress_port']}/tcp" in config["ports"]
     assert any(entry.split(":")[0] == "share" for entry in config["map"])
     assert config["backup_exclude"], "model files must stay out of backups"
     # Streaming TTS reached Home Assistant in 2025.7.
@@ -422,6 +426,8 @@ def test_options_and_schema(config):
         assert schema[key].startswith("int")
     # An empty voice means "the model's first voice": the schema must accept it.
     element_validator(schema["voice"])("")
+    # No API key (the default): the HTTP port answers only Home Assistant's ingress.
+    assert schema["http_api_key"] == "password?" and options["http_api_key"] == ""
     assert is_optional(schema["voice"]) and is_optional(schema["extra_models"])
 
 
@@ -658,8 +664,10 @@ def test_yamllint():
 # --- the run script under a fake bashio --------------------------------------------------
 
 FAKE_PYTHON = """#!/bin/sh
-# Stands in for the server: records its command line, NUL-separated.
+# Stands in for the server: records its command line, NUL-separated, and the API key it
+# finds in its environment.
 printf '%s\\0' "$@" > "$FAKE_SERVER_ARGV"
+printf '%s' "${QWEN3_TTS_HTTP_API_KEY-<unset>}" > "$FAKE_SERVER_ARGV.key"
 """
 
 
@@ -714,8 +722,9 @@ def options_fixture(name: str) -> dict:
 
 
 BASE_ARGS = ["--uri", "tcp://0.0.0.0:10200", "--data-dir", "/data"]
+HTTP_ARGS = ["--http", "http://0.0.0.0:10201", "--http-trusted-proxy", "172.30.32.2"]
 DEFAULT_ARGS = BASE_ARGS + [
-    "--voices-dir", "/share/qwen3_tts/voices",
+    "--voices-dir", "/share/qwen3_tts/voices", *HTTP_ARGS,
     "--model", DEFAULT_MODEL,
     "--language", "auto",
     "--dtype", "auto",
@@ -728,7 +737,8 @@ DEFAULT_ARGS = BASE_ARGS + [
     "--volume", "1.0",
 ]  # fmt: skip
 # every option set to its default gives the server the value it would use anyway
-MINIMAL_ARGS = BASE_ARGS + ["--voices-dir", "/share/qwen3_tts/voices", "--model", DEFAULT_MODEL]
+MINIMAL_ARGS = BASE_ARGS + ["--voices-dir", "/share/qwen3_tts/voices", *HTTP_ARGS,
+                            "--model", DEFAULT_MODEL]
 SWITCHES = {"--no-streaming", "--no-warmup", "--no-normalize", "--debug"}
 
 
@@ -754,7 +764,7 @@ def test_run_script_defaults(tmp_path, config):
 def test_run_script_every_option_changed(tmp_path):
     args = server_command(tmp_path, options_fixture("options-all-changed.json"))
     assert args == BASE_ARGS + [
-        "--voices-dir", "/share/qwen3_tts/voices",
+        "--voices-dir", "/share/qwen3_tts/voices", *HTTP_ARGS,
         "--model", "Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice",
         "--model", "Qwen/Qwen3-TTS-12Hz-1.7B-VoiceDesign",
         "--model", "Qwen/Qwen3-TTS-12Hz-0.6B-Base",
@@ -804,6 +814,7 @@ OPTION_CHANGES = [
     ("normalize", False, lambda p: p + [("--no-normalize", None)]),
     ("sentence_silence", 0.4, lambda p: _replace(p, "--sentence-silence", "0.4")),
     ("volume", 1.5, lambda p: _replace(p, "--volume", "1.5")),
+    ("http_api_key", "k3y", lambda p: p),  # in the environment, not on the command line
 ]  # fmt: skip
 
 
@@ -827,6 +838,20 @@ def test_run_script_option_changed(tmp_path, config, key, value, change):
     assert collections.Counter(got) == collections.Counter(expected)
 
 
+def test_run_script_passes_the_api_key_in_the_environment(tmp_path, config):
+    server_command(tmp_path, {**config["options"], "http_api_key": "k3y $(x) 'q'"})
+    assert (tmp_path / "argv.key").read_text(encoding="utf-8") == "k3y $(x) 'q'"
+    assert "k3y" not in (tmp_path / "argv").read_text(encoding="utf-8")
+    server_command(tmp_path, config["options"])
+    assert (tmp_path / "argv.key").read_text(encoding="utf-8") == "<unset>"
+
+
+def test_run_script_http_port_is_the_ingress_port(tmp_path, config):
+    args = dict(flag_pairs(server_command(tmp_path, config["options"])))
+    assert args["--http"] == f"http://0.0.0.0:{config['ingress_port']}"
+    assert args["--http-trusted-proxy"] == "172.30.32.2"  # the Supervisor: ingress
+
+
 def test_run_script_without_optional_options(tmp_path):
     # voice and extra_models unset: left out (the server's defaults apply)
     args = server_command(tmp_path, options_fixture("options-minimal.json"))
@@ -844,6 +869,7 @@ AS_SERVER_OPTION = {
     "warmup": ("no_warmup", lambda value: not value),
     "normalize": ("no_normalize", lambda value: not value),
     "debug_logging": ("debug", lambda value: value),
+    "http_api_key": ("http_api_key", lambda value: value or None),
 }
 
 
@@ -997,7 +1023,7 @@ async def test_server_started_like_the_addon_answers_describe(request, tmp_path,
         devmodel = pytest.importorskip("wyoming_qwen3_tts.dev.checkpoints")
         checkpoint = devmodel.build_checkpoint(tmp_path / "tiny-custom-voice", "custom_voice")
 
-    port = free_port()
+    port, http_port = free_port(), free_port()
     data_dir, voices_dir = tmp_path / "data", tmp_path / "voices"
     data_dir.mkdir()
     voices_dir.mkdir()
@@ -1007,6 +1033,7 @@ async def test_server_started_like_the_addon_answers_describe(request, tmp_path,
         data_dir=str(data_dir),
         voices_dir=str(voices_dir),
         model=[str(checkpoint)],
+        http=f"http://127.0.0.1:{http_port}",
     )
     log_path = tmp_path / "server.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
@@ -1039,6 +1066,12 @@ async def test_server_started_like_the_addon_answers_describe(request, tmp_path,
         # for "qwen3" in whatever comes back.
         reply = await _raw_describe(port)
         assert "qwen3" in reply.lower(), reply[:500]
+        # The HTTP port is up; without an API key it answers only the ingress proxy
+        # (172.30.32.2), so this request from elsewhere is refused in OpenAI's error shape.
+        import httpx
+
+        refused = httpx.get(f"http://127.0.0.1:{http_port}/v1/models", timeout=30)
+        assert refused.status_code == 403 and "ingress" in refused.json()["error"]["message"]
     finally:
         server.terminate()
         try:
