@@ -5,9 +5,10 @@
   bytes it has produced leave at once.  Encoders that go back at the end to fill in a header
   (the WAV and FLAC lengths, MP3's info frame) cannot do so for bytes already sent, so a
   streamed file says "length unknown" (WAV data size 0, FLAC total samples 0), which decoders
-  read to the end; MP3 is encoded at a constant bit rate so no info frame is needed to know
-  its length; Ogg Opus pages are flushed every OPUS_PAGE_MS.  `pcm` is the raw 24 kHz 16-bit
-  mono PCM itself.  `aac` is refused: libsndfile has no AAC encoder.
+  read to the end.  MP3 goes through an OS pipe instead, so libsndfile writes no info frame
+  (it would send a blank placeholder first, which decoders stumble over), at a constant bit
+  rate so its length is known without one; Ogg Opus pages are flushed every OPUS_PAGE_MS.
+  `pcm` is the raw 24 kHz 16-bit mono PCM itself.  `aac` is refused: libsndfile has no AAC encoder.
 - **Speed** other than 1 is applied with librosa's phase-vocoder time stretch, one sentence at
   a time (so a stretched answer still starts after its first sentence, and sentence
   boundaries, where the speech pauses anyway, are the only seams).
@@ -18,8 +19,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import logging
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,41 +133,91 @@ class _Sink:
         return out
 
 
+class _PipeSink:
+    """The read end of an OS pipe whose write end libsndfile writes to (MP3: see above).
+    Nothing waits: the encoder is fed in pieces small enough that their output always fits
+    the pipe, and what it wrote is read back at once."""
+
+    PIECE = 4608  # samples per write: about 2 KB of MP3, far below the pipe's 64 KiB
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        flags = fcntl.fcntl(self.read_fd, fcntl.F_GETFL)
+        fcntl.fcntl(self.read_fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+
+    def take(self) -> bytes:
+        out = bytearray()
+        while True:
+            try:
+                data = os.read(self.read_fd, 65536)
+            except BlockingIOError:
+                break
+            if not data:
+                break
+            out += data
+        return bytes(out)
+
+    def close(self) -> None:
+        if self.read_fd >= 0:
+            os.close(self.read_fd)
+            self.read_fd = -1
+
+
 class Encoder:
     """PCM (24 kHz, 16-bit, mono) in, encoded bytes out as soon as the encoder has them."""
 
     def __init__(self, fmt: AudioFormat) -> None:
         self.format = fmt
         self._file = None
-        self._sink = _Sink()
+        self._sink: _Sink | _PipeSink = _Sink()
         if fmt.container is None:
             return
         import soundfile
 
-        extra = {}
-        if fmt.container == "MP3":  # constant bit rate: the length is known without a header
-            extra = {"bitrate_mode": "CONSTANT", "compression_level": MP3_COMPRESSION}
+        if fmt.container == "MP3":
+            self._sink = pipe = _PipeSink()
+            try:
+                self._file = soundfile.SoundFile(
+                    pipe.write_fd, "w", SAMPLE_RATE, CHANNELS, fmt.subtype,
+                    format=fmt.container, closefd=True, bitrate_mode="CONSTANT",
+                    compression_level=MP3_COMPRESSION)
+            except Exception:
+                os.close(pipe.write_fd)
+                pipe.close()
+                raise
+            return
         self._file = soundfile.SoundFile(self._sink, "w", SAMPLE_RATE, CHANNELS, fmt.subtype,
-                                         format=fmt.container, **extra)
+                                         format=fmt.container)
         if fmt.container == "OGG":
             _set_ogg_page_latency(self._file, OPUS_PAGE_MS)
 
     def encode(self, pcm: bytes) -> bytes:
         if self._file is None:
             return pcm
-        if pcm:
-            self._file.write(np.frombuffer(pcm, dtype="<i2"))
+        samples = np.frombuffer(pcm, dtype="<i2")
+        if isinstance(self._sink, _PipeSink):
+            out = bytearray()
+            for start in range(0, len(samples), _PipeSink.PIECE):
+                self._file.write(samples[start:start + _PipeSink.PIECE])
+                out += self._sink.take()
+            return bytes(out)
+        if len(samples):
+            self._file.write(samples)
         return self._sink.take()
 
     def finish(self) -> bytes:
         if self._file is None:
             return b""
         self._file.close()
-        return self._sink.take()
+        out = self._sink.take()
+        self.close()
+        return out
 
     def close(self) -> None:
         if self._file is not None and not self._file.closed:
             self._file.close()
+        if isinstance(self._sink, _PipeSink):
+            self._sink.close()
 
 
 def _set_ogg_page_latency(file, milliseconds: float) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 from . import parse_http_uri
 from .api import HttpSettings, create_app
+from .audio import stretch
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class HttpServer:
         self.uri = uri
         self.settings = settings
         self.app = create_app(service, store, settings)
+        self.service = service
+        self._warmup: asyncio.Task | None = None
         self._debug = debug
         self._server = None
         self._task: asyncio.Task | None = None
@@ -94,10 +97,24 @@ class HttpServer:
                 raise OSError(f"the HTTP server on {self.uri} stopped at once")
             await asyncio.sleep(0.01)
         _LOGGER.info("HTTP on %s (%s)", self.address, self.settings.describe_access())
+        self._warmup = asyncio.create_task(self._warm_up_speed(), name="http speed warm-up")
+
+    async def _warm_up_speed(self) -> None:
+        """librosa's first time stretch sets itself up for seconds: do it once the model is
+        loaded, not in the first request that asks for a speed."""
+        ready = self.service.synthesizer.ready
+        try:
+            if ready is not None:
+                await asyncio.shield(ready)
+            await asyncio.to_thread(stretch, bytes(2 * 4800), 1.25)
+        except Exception as err:  # noqa: BLE001 - the first speed request pays instead
+            _LOGGER.debug("Speed warm-up skipped: %s", err)
 
     async def stop(self) -> None:
         if self._server is None or self._task is None:
             return
+        if self._warmup is not None:
+            self._warmup.cancel()
         self.app.state.answering.cancel_all()
         self._server.should_exit = True
         try:
