@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import re
 import shutil
 import time
@@ -394,3 +395,46 @@ def test_trusted_proxy_without_key_refuses_others(start_fresh, tiny_custom_voice
     assert r.status_code == 403 and "ingress" in r.json()["error"]["message"]
     proxy = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"))
     assert proxy.get(server.http + "/").status_code == 200
+
+
+# -- robustness ---------------------------------------------------------------------------------
+def test_a_client_that_stops_reading_is_dropped(start_fresh, tiny_custom_voice, tmp_path):
+    """An HTTP client that stops reading holds at most --max-unread-audio of audio: its request
+    is cancelled and its queue place given back, so the others are served."""
+    import socket
+
+    server = http_server(start_fresh, "--model", str(tiny_custom_voice),
+                         extra=("--max-queue", "1", "--max-unread-audio", "1",
+                                "--data-dir", str(tmp_path)))
+    host, port = server.http.removeprefix("http://").split(":")
+    text = " ".join(f"Sentence number {n} is here and it goes on." for n in range(30))
+    body = json.dumps({"input": text, "voice": "ryan", "response_format": "pcm"}).encode()
+    sock = socket.create_connection((host, int(port)))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(b"POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                 b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    try:  # never read: the server must give up on this client by itself
+        server.wait_for_log(r"Dropping an HTTP client")
+        deadline = time.monotonic() + 120
+        while True:  # the place is given back: another request is served
+            r = httpx.post(server.http + "/v1/audio/speech", timeout=120,
+                           json={"input": "Hi.", "voice": "ryan", "response_format": "pcm"})
+            if r.status_code == 200:
+                break
+            assert r.status_code == 429 and time.monotonic() < deadline, r.text
+            time.sleep(0.5)
+    finally:
+        sock.close()
+
+
+def test_sigterm_during_a_streamed_answer_exits_cleanly(start_fresh, tiny_custom_voice,
+                                                        tmp_path):
+    server = http_server(start_fresh, "--model", str(tiny_custom_voice),
+                         extra=("--data-dir", str(tmp_path)))
+    text = " ".join(f"Sentence number {n} is here." for n in range(20))
+    with httpx.Client(timeout=120) as http, http.stream(
+            "POST", server.http + "/v1/audio/speech",
+            json={"input": text, "voice": "ryan", "response_format": "mp3"}) as r:
+        assert next(r.iter_raw())
+        assert server.stop() == 0
+    assert "Traceback" not in server.log, server.log[-4000:]
