@@ -10,6 +10,7 @@ import torch
 
 from wyoming_qwen3_tts.engine.decoding import Sampling
 from wyoming_qwen3_tts.engine.engine import Engine, EngineInputError, EngineLoadError, StreamStats
+from wyoming_qwen3_tts.engine.quantize import ProductLinear
 from wyoming_qwen3_tts.engine.vocoder import StreamingVocoder
 
 
@@ -170,13 +171,19 @@ def test_stops_at_eos(tiny_custom_voice, tmp_path_factory):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16",
-                                   pytest.param("int8", marks=needs_int8), "auto"])
+                                   pytest.param("int8", marks=needs_int8), "int8-weight-only",
+                                   "int4", "int4-all", "auto"])
 def test_each_dtype_loads_and_speaks(tiny_custom_voice, tmp_path_factory, dtype):
     engine = load(tiny_custom_voice, tmp_path_factory, dtype=dtype)
     if dtype != "auto":
         assert engine.precision.generation == dtype
-    if dtype == "int8":
+    if engine.precision.talker == "int8-fbgemm":
         assert isinstance(engine.model.talker.codec_head, torch.ao.nn.quantized.dynamic.Linear)
+    elif dtype.startswith("int"):  # the rest of the talker in int8 too
+        assert isinstance(engine.model.talker.codec_head, ProductLinear)
+    for stack, scheme in ((engine.plan.talker, engine.precision.talker),
+                          (engine.plan.predictor, engine.precision.predictor)):
+        assert stack.scheme == scheme
     stats = StreamStats()
     samples = pcm_samples(engine.stream(TEXT, speaker="Ryan", stats=stats, max_frames=8))
     assert len(samples) == 8 * 1920 and np.abs(samples).max() > 100
@@ -200,20 +207,40 @@ def test_bad_inputs(custom: Engine, design: Engine, tmp_path):
 
 
 def test_auto_precision_per_cpu():
-    from wyoming_qwen3_tts.engine.precision import choose_precision
+    from wyoming_qwen3_tts.engine.precision import (
+        Cpu,
+        Precision,
+        choose_precision,
+        detect_cpu,
+        resolve,
+    )
 
-    avx2 = frozenset({"avx2", "fma"})
-    amx = avx2 | {"avx512f", "avx512_bf16", "amx_bf16"}
-    arm_bf16 = frozenset({"asimd", "bf16"})
-    if has_x86 := __import__("platform").machine().lower() in ("x86_64", "amd64"):
-        assert choose_precision("auto", avx2) == choose_precision("int8", avx2)
-        assert choose_precision("auto", avx2).vocoder == torch.float32
-        assert choose_precision("auto", amx).generation == "int8"
-        assert choose_precision("auto", amx).vocoder == torch.bfloat16
-    assert choose_precision("auto", arm_bf16).generation == "bfloat16" or has_x86
-    assert choose_precision("auto", frozenset()).generation == "float32"
+    avx2 = Cpu("x86_64", frozenset({"avx2", "fma"}))
+    amx = Cpu("x86_64", avx2.features | {"avx512f", "avx512_bf16", "amx_bf16"})
+    pi5 = Cpu("aarch64", frozenset({"fp", "asimd", "asimdhp", "asimddp"}))
+    pi4 = Cpu("aarch64", frozenset({"fp", "asimd"}))
+    # under qemu-user an ARM process reads the host's x86 flags: they mean nothing on ARM
+    arm_with_x86_flags = Cpu("aarch64", amx.features)
+    assert [c.cpu_class for c in (avx2, amx, pi5, pi4, arm_with_x86_flags)] == \
+        ["x86-avx2", "x86-bf16", "arm-dotprod", "arm-v8.0", "arm-v8.0"]
+    assert not arm_with_x86_flags.native_bf16
+    picks = {c.cpu_class: resolve("auto", c) for c in (avx2, amx, pi5, pi4)}
+    assert picks["x86-avx2"] == Precision(generation="int8", vocoder=torch.float32,
+                                          talker="int8-fbgemm", predictor="int8-fbgemm",
+                                          cpu_class="x86-avx2", auto=True)
+    assert (picks["x86-bf16"].talker, picks["x86-bf16"].vocoder) == ("int8-fbgemm",
+                                                                      torch.bfloat16)
+    assert (picks["arm-dotprod"].talker, picks["arm-dotprod"].predictor) == \
+        ("int8-wo-f32", "int4-kleidiai-g32")
+    assert (picks["arm-v8.0"].talker, picks["arm-v8.0"].predictor) == \
+        ("int8-wo-f32", "int8-wo-f32")
+    assert all(p.vocoder == torch.float32 for k, p in picks.items() if k != "x86-bf16")
+    assert resolve("auto", Cpu("riscv64")).generation == "float32"
+    assert resolve("int8-weight-only", amx).talker == "int8-wo-bf16"
     # an explicit float32 is the exact reference path, vocoder included
-    assert choose_precision("float32", amx).vocoder == torch.float32
+    assert resolve("float32", amx).vocoder == torch.float32
+    # this machine: what auto picks must load here
+    assert choose_precision("auto").cpu_class == detect_cpu().cpu_class
     with pytest.raises(ValueError, match="unknown dtype"):
         choose_precision("float16")
 

@@ -144,12 +144,12 @@ def load_model(folder: Path, precision: Precision):
     returns the library's model and the plan of its decoder stacks (quantize.ModelPlan).
 
     Every part loads in the precision it is stored in (the published talker in bfloat16, the
-    speech tokenizer in float32), then the talker and code predictor are converted by
-    quantize.prepare (float32: exactly the library's arithmetic, the reference path; bfloat16;
-    int8), the vocoder gets its own precision, the speaker encoder stays float32, and unless
-    the model clones voices the speech tokenizer's encoder is dropped (bfloat16 and int8).
-    The 0.6B model in int8 then serves in about 2 GB of RSS (5.3 GB for the official float32
-    path); see BENCHMARKS.md.
+    speech tokenizer in float32), then quantize.prepare converts the talker and the code
+    predictor with the scheme of each (float32: exactly the library's arithmetic, the
+    reference path), the vocoder gets its own precision, the speaker encoder stays float32,
+    and except for float32 the speech tokenizer's encoder is dropped unless the model clones
+    voices.  The 0.6B model in int8 then serves in about 2 GB of RSS (5.3 GB for the
+    official float32 path); see BENCHMARKS.md.
     """
     config = read_checkpoint_config(folder)
     _tune_allocator()
@@ -161,7 +161,7 @@ def load_model(folder: Path, precision: Precision):
     except Exception as err:
         raise EngineLoadError(f"could not load {folder}: {err}") from err
     model = tts.model.eval()
-    plan = quantize.prepare(model.talker, precision.generation, folder)
+    plan = quantize.prepare(model.talker, precision.talker, precision.predictor, folder)
     if precision.generation != "float32" and config.get("tts_model_type") != BASE:
         del model.speech_tokenizer.model.encoder  # only cloning encodes audio
     model.speech_tokenizer.model.to(precision.vocoder)

@@ -7,27 +7,42 @@ every layer (`Layer`: its four products as callables, the q/k/v split, its norms
 eps) that decoding.Stack and decoding.FusedStep consume.  Nothing else in the engine looks at
 how a layer was converted.
 
-Per precision (`Precision.generation`):
+Schemes (SCHEMES; precision.py says which one each CPU class gets per --dtype):
 
 - float32: the library's own linear layers, unfused (q, k, v and gate, up stay separate
   products whose outputs are concatenated): exactly the library's arithmetic, the reference
   path.  The library's modules stay intact, so its own generate still runs.
 - bfloat16: q/k/v and gate/up fused into one product each (4 products a layer instead of 7),
   weights and activations in bfloat16.
-- int8: the fused products quantized with fbgemm's dynamic int8 (a scale per output row,
-  activations quantized per token to 7 bits), float32 activations; each product is called as
-  `torch.ops.quantized.linear_dynamic` with its packed weights (the module's __call__ costs
-  ~13 us more).
+- int8-fbgemm: fbgemm's dynamic int8 (x86 only; a scale per output row, activations
+  quantized per token to 7 bits), called as `quantized::linear_dynamic` with its packed
+  weights (the module's __call__ costs ~13 us more).  Fastest on x86; an activation outlier
+  channel costs the other channels their precision.
+- int8-wo-bf16 / int8-wo-f32: weight-only int8 (`aten._weight_int8pack_mm`, a scale per
+  output row), the product's activations in bfloat16 (x86: 10x faster than float32 there,
+  even without native bf16) or float32 (ARM: fewer instructions).  Activations stay floating
+  point, so outliers cost nothing.
+- int4-tinygemm-gN: 4-bit weights, asymmetric, a scale and zero per N inputs
+  (`aten._weight_int4pack_mm_for_cpu`, bfloat16 activations; x86).
+- int4-kleidiai-gN: 4-bit weights, symmetric, a scale per N inputs, activations quantized to
+  int8 per row inside the kernel (`aten._dyn_quant_matmul_4bit`: KleidiAI on ARM with
+  dotprod; a slow reference path elsewhere).
+A 4-bit product whose shape the kernel refuses (tiny test models) falls back to the
+matching weight-only int8.  Every scheme but float32 and bfloat16 has float32 activations
+between the products, so the fused kernels (kernels.c) run between them.
 
-For bfloat16 and int8 the library's decoder layers lose their projections (their own forward
-no longer works: only the plan knows the layout), the text embedding stays on disk
-(MappedEmbedding) and the rest of the talker (codec head, text projection, the code
-predictor's heads) is converted in place.
+For every scheme but float32 the library's decoder layers lose their projections (their own
+forward no longer works: only the plan knows the layout) and the text embedding stays on disk
+(MappedEmbedding); for the quantized schemes the rest of the talker (codec head, text
+projection, the code predictor's heads) becomes int8 in place (fbgemm modules, or
+ProductLinear modules holding a weight-only product).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import platform
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -92,6 +107,7 @@ class Layer:
     gate_up: Product  # h -> [gate | up]
     down: Product
     scaling: float  # attention's softmax scale
+    scheme: str  # the scheme its products were made with (SCHEMES)
 
     @property
     def products(self) -> tuple[Product, Product, Product, Product]:
@@ -113,7 +129,21 @@ class StackPlan:
     head_dim: int
     activations: torch.dtype  # dtype of the hidden states between the products
     exact: bool  # the reference arithmetic: run with torch operations only, never kernels.c
-    scheme: str  # what the products are ("float32", "bfloat16", "int8-fbgemm")
+
+    @property
+    def scheme(self) -> str:
+        """The layers' schemes, e.g. "int8-fbgemm" or "int8-fbgemm (2 layers int8-wo-bf16)"."""
+        counts: dict[str, int] = {}
+        for layer in self.layers:
+            counts[layer.scheme] = counts.get(layer.scheme, 0) + 1
+        main = max(counts, key=counts.get)
+        others = [f"{n} layer{'s' if n > 1 else ''} {s}" for s, n in counts.items() if s != main]
+        return main + (f" ({', '.join(others)})" if others else "")
+
+    def replace_layers(self, layers: dict[int, Layer]) -> StackPlan:
+        """This plan with some layers replaced (by index)."""
+        return dataclasses.replace(
+            self, layers=tuple(layers.get(i, layer) for i, layer in enumerate(self.layers)))
 
     @property
     def weight_bytes(self) -> int:
@@ -178,10 +208,164 @@ def fbgemm_product(module: torch.nn.Module) -> Product:
                    module.in_features, module.out_features, weight.numel(), "int8-fbgemm")
 
 
+def _fbgemm_linear(linear: torch.nn.Linear) -> Product:
+    return fbgemm_product(_fbgemm_module(linear))
+
+
+def _float_linear(linear: torch.nn.Linear) -> Product:
+    return dense(linear)
+
+
+def _with_bias(y: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return y if bias is None else y + bias
+
+
+def _int8_wo_op(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor,
+                act: torch.dtype, bias: torch.Tensor | None) -> torch.Tensor:
+    y = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, x.shape[-1]).to(act), weight, scales)
+    return _with_bias(y.view(*x.shape[:-1], -1).to(x.dtype), bias)
+
+
+def int8_weight_only(linear: torch.nn.Linear, act: torch.dtype) -> Product:
+    """Symmetric int8 weights, one scale per output row; the product in `act`."""
+    w = linear.weight.detach().float()
+    scales = w.abs().amax(dim=1).clamp(min=1e-12) / 127
+    q = torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+    bias = None if linear.bias is None else linear.bias.detach().float()
+    name = "int8-wo-bf16" if act == torch.bfloat16 else "int8-wo-f32"
+    return Product(_int8_wo_op, (q, scales.to(act), act, bias), linear.in_features,
+                   linear.out_features, q.numel() + scales.numel() * 2, name)
+
+
+def _int4_tinygemm_op(x: torch.Tensor, packed: torch.Tensor, group: int,
+                      scales_zeros: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    y = torch.ops.aten._weight_int4pack_mm_for_cpu(
+        x.reshape(-1, x.shape[-1]).to(torch.bfloat16), packed, group, scales_zeros)
+    return _with_bias(y.view(*x.shape[:-1], -1).to(x.dtype), bias)
+
+
+def int4_tinygemm(linear: torch.nn.Linear, group: int) -> Product:
+    """4-bit weights in [0, 15], w = (q - 8) * scale + zero per group of `group` inputs
+    (the layout of torch's tinygemm CPU kernel), bfloat16 activations."""
+    w = linear.weight.detach().float()
+    n, k = w.shape
+    g = w.reshape(n, k // group, group)
+    lo, hi = g.amin(dim=-1), g.amax(dim=-1)
+    scales = (hi - lo).clamp(min=1e-8) / 15
+    zeros = lo + scales * 8
+    q = torch.round((g - lo[..., None]) / scales[..., None]).clamp(0, 15).to(torch.int32)
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.reshape(n, k), 2)
+    scales_zeros = torch.stack([scales, zeros], dim=-1).transpose(0, 1).contiguous() \
+        .to(torch.bfloat16)
+    bias = None if linear.bias is None else linear.bias.detach().float()
+    return Product(_int4_tinygemm_op, (packed, group, scales_zeros, bias), k, n,
+                   packed.numel() + scales_zeros.numel() * 2, f"int4-tinygemm-g{group}")
+
+
+def _int4_kleidiai_op(x: torch.Tensor, packed: torch.Tensor, group: int, k: int, n: int,
+                      bias: torch.Tensor | None) -> torch.Tensor:
+    y = torch.ops.aten._dyn_quant_matmul_4bit(x.reshape(-1, k).float(), packed, group, k, n)
+    return _with_bias(y.view(*x.shape[:-1], n).to(x.dtype), bias)
+
+
+def int4_kleidiai(linear: torch.nn.Linear, group: int) -> Product:
+    """4-bit symmetric weights (stored + 8, two a byte, low nibble first), a scale per group
+    of `group` inputs (bfloat16; float32 when one group spans the row): KleidiAI's layout.
+    The bias is added outside: the reference path (ARMv8.0) refuses one."""
+    w = linear.weight.detach().float()
+    n, k = w.shape
+    group = min(group, k)
+    g = w.reshape(-1, group)
+    scales = g.abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / 7
+    u = (torch.round(g / scales).clamp(-8, 7) + 8).to(torch.uint8).reshape(n, k)
+    nibbles = (u[:, 1::2] << 4 | u[:, ::2]).contiguous()
+    scale_dtype = torch.float32 if group == k else torch.bfloat16
+    packed = torch.ops.aten._dyn_quant_pack_4bit_weight(
+        nibbles, scales.reshape(-1).to(scale_dtype), None, group, k, n)
+    bias = None if linear.bias is None else linear.bias.detach().float()
+    return Product(_int4_kleidiai_op, (packed, group, k, n, bias), k, n,
+                   nibbles.numel() + scales.numel() * 2, f"int4-kleidiai-g{group}")
+
+
+def _four_bit(make, group: int, fallback: Callable[[torch.nn.Linear], Product]):
+    """A 4-bit converter that falls back to int8 where the kernel refuses the shape."""
+    def convert(linear: torch.nn.Linear) -> Product:
+        if linear.in_features % min(group, linear.in_features) == 0:
+            try:
+                return make(linear, group)
+            except RuntimeError:  # e.g. tinygemm: groups of 32-128 only, N a multiple of 16
+                pass
+        return fallback(linear)
+
+    return convert
+
+
+def _int8_wo_bf16(linear: torch.nn.Linear) -> Product:
+    return int8_weight_only(linear, torch.bfloat16)
+
+
+def _int8_wo_f32(linear: torch.nn.Linear) -> Product:
+    return int8_weight_only(linear, torch.float32)
+
+
+# scheme -> how one of a layer's (fused) float linears becomes a Product
+SCHEMES: dict[str, Callable[[torch.nn.Linear], Product]] = {
+    "float32": _float_linear,
+    "bfloat16": _float_linear,
+    "int8-fbgemm": _fbgemm_linear,
+    "int8-wo-bf16": _int8_wo_bf16,
+    "int8-wo-f32": _int8_wo_f32,
+    **{f"int4-tinygemm-g{g}": _four_bit(int4_tinygemm, g, _int8_wo_bf16) for g in (32, 64, 128)},
+    **{f"int4-kleidiai-g{g}": _four_bit(int4_kleidiai, g, _int8_wo_f32) for g in (32, 64, 128)},
+}
+# the int8 scheme for what a 4-bit scheme leaves in int8 (heads, projections) and the
+# faithfulness check's fallback for a layer out of bounds
+INT8_OF = {"int8-fbgemm": "int8-fbgemm", "int8-wo-bf16": "int8-wo-bf16",
+           "int8-wo-f32": "int8-wo-f32",
+           **{f"int4-tinygemm-g{g}": "int8-wo-bf16" for g in (32, 64, 128)},
+           **{f"int4-kleidiai-g{g}": "int8-wo-f32" for g in (32, 64, 128)}}
+# one step safer (activations kept floating point, or more bits), for a layer out of bounds
+SAFER = {"int8-fbgemm": "int8-wo-bf16", "int8-wo-bf16": "float32", "int8-wo-f32": "float32",
+         **{f"int4-tinygemm-g{g}": "int8-wo-bf16" for g in (32, 64, 128)},
+         **{f"int4-kleidiai-g{g}": "int8-wo-f32" for g in (32, 64, 128)}}
+
+
+def unavailable(scheme: str) -> str:
+    """Why `scheme` cannot run with this torch on this machine ('' if it can)."""
+    if scheme not in SCHEMES:
+        return f"unknown scheme {scheme!r}"
+    ops = torch.ops.aten
+    if scheme == "int8-fbgemm":
+        if "fbgemm" not in torch.backends.quantized.supported_engines or \
+                platform.machine().lower() not in ("x86_64", "amd64"):
+            return "fbgemm (x86-64 only)"
+    elif scheme.startswith("int8-wo") and not hasattr(ops, "_weight_int8pack_mm"):
+        return "aten._weight_int8pack_mm"
+    elif scheme.startswith("int4-tinygemm") and not hasattr(ops, "_weight_int4pack_mm_for_cpu"):
+        return "aten._weight_int4pack_mm_for_cpu"
+    elif scheme.startswith("int4-kleidiai") and not hasattr(ops, "_dyn_quant_matmul_4bit"):
+        return "aten._dyn_quant_matmul_4bit"
+    return ""
+
+
+class ProductLinear(torch.nn.Module):
+    """A library linear layer replaced by a Product (for the library's own calls of it)."""
+
+    def __init__(self, product: Product) -> None:
+        super().__init__()
+        self.product = product
+        self.in_features, self.out_features = product.in_features, product.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.product(x.float())
+
+
 def product_of(module: torch.nn.Module) -> Product:
-    """A linear layer this module converted (float or fbgemm int8) as a Product."""
+    """A linear layer this module converted (float, fbgemm int8 or a Product) as a Product."""
     if isinstance(module, torch.ao.nn.quantized.dynamic.Linear):
         return fbgemm_product(module)
+    if isinstance(module, ProductLinear):
+        return module.product
     if isinstance(module, torch.nn.Linear):
         return dense(module)
     raise TypeError(f"not a linear layer: {type(module).__name__}")
@@ -216,7 +400,8 @@ def _qk_norm(attn) -> Norm:
 
 
 def _layer(layer, scheme: str) -> Layer:
-    """Describe (and for a quantized scheme, convert) one library decoder layer."""
+    """Describe (and for a converting scheme, convert) one library decoder layer; `layer`
+    has the library's attributes (a library layer, or one rebuilt from the file)."""
     attn, mlp = layer.self_attn, layer.mlp
     split = (attn.q_proj.out_features, attn.k_proj.out_features, attn.v_proj.out_features)
     qk_norm = _qk_norm(attn)
@@ -236,88 +421,98 @@ def _layer(layer, scheme: str) -> Layer:
         del attn.o_proj, mlp.down_proj
     return Layer(input_norm=_norm(layer.input_layernorm), qkv=qkv, qkv_split=split,
                  qk_norm=qk_norm, o=o, post_norm=_norm(layer.post_attention_layernorm),
-                 gate_up=gate_up, down=down, scaling=float(attn.scaling))
+                 gate_up=gate_up, down=down, scaling=float(attn.scaling), scheme=scheme)
 
 
-def _stack(decoder, scheme: str, multimodal: bool, activations: torch.dtype) -> StackPlan:
+def activations_of(scheme: str) -> torch.dtype:
+    """dtype of the hidden states between a scheme's products."""
+    return torch.bfloat16 if scheme == "bfloat16" else torch.float32
+
+
+def _stack(decoder, scheme: str, multimodal: bool) -> StackPlan:
     """decoder: the library's talker.model or code_predictor.model."""
     act = getattr(decoder.config, "hidden_act", "silu")
     if act != "silu":  # the decode loop and kernels.c compute SiLU
         raise ValueError(f"unsupported MLP activation {act!r}")
+    activations = activations_of(scheme)
     attn = decoder.layers[0].self_attn
     head_dim = attn.head_dim
     heads = attn.q_proj.out_features // head_dim
     kv_heads = attn.k_proj.out_features // head_dim
     intermediate = decoder.layers[0].mlp.down_proj.in_features
-    if activations == torch.float32:
-        decoder.norm.float()
+    decoder.norm.to(activations)
     layers = []
     for layer in decoder.layers:
-        if scheme != "float32" and activations == torch.float32:
-            layer.float()  # norms in float32; the products converted from float32 copies
+        # norms in the activations' dtype; products converted from copies in that dtype, so
+        # the whole talker never exists in float32 at once
+        layer.to(activations)
         layers.append(_layer(layer, scheme))
     return StackPlan(
         layers=tuple(layers), norm=_norm(decoder.norm), rotary=decoder.rotary_emb,
         multimodal=multimodal, hidden=decoder.norm.weight.shape[0], intermediate=intermediate,
         heads=heads, kv_heads=kv_heads, head_dim=head_dim, activations=activations,
-        exact=scheme == "float32", scheme=scheme,
+        exact=scheme == "float32",
     )
 
 
-def _float_linear(linear: torch.nn.Linear) -> Product:
-    return dense(linear)
-
-
-def _fbgemm_linear(linear: torch.nn.Linear) -> Product:
-    return fbgemm_product(_fbgemm_module(linear))
-
-
-# precision name -> how one of a layer's (fused) float linears becomes a Product
-SCHEMES: dict[str, Callable[[torch.nn.Linear], Product]] = {
-    "bfloat16": _float_linear,
-    "int8": _fbgemm_linear,
-}
-
-
-def _quantize_in_place(module: torch.nn.Module) -> None:
-    """fbgemm int8 (per channel, see _fbgemm_module) of the linear layers left in `module`,
-    in place, so the library's own calls of them (codec head, text projection) keep working."""
+def _quantize_in_place(module: torch.nn.Module, scheme: str) -> None:
+    """The linear layers left in `module` (codec head, text projection, the code predictor's
+    heads) in int8, in place, so the library's own calls of them keep working: fbgemm modules
+    (per channel, see _fbgemm_module) or ProductLinear modules of the scheme."""
     module.float()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
-        torch.ao.quantization.quantize_dynamic(
-            module, {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig},
-            dtype=torch.qint8, inplace=True)
+    if scheme == "int8-fbgemm":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
+            torch.ao.quantization.quantize_dynamic(
+                module, {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig},
+                dtype=torch.qint8, inplace=True)
+        return
+    convert = SCHEMES[scheme]
+    for name, sub in list(module.named_modules()):
+        for child_name, child in list(sub.named_children()):
+            if type(child) is torch.nn.Linear:
+                setattr(sub, child_name, ProductLinear(convert(child)))
+        if isinstance(sub, torch.nn.ModuleList):
+            for i, child in enumerate(sub):
+                if type(child) is torch.nn.Linear:
+                    sub[i] = ProductLinear(convert(child))
+        del name
 
 
 # -- the handler -----------------------------------------------------------------------------
 
 
 @torch.no_grad()
-def prepare(talker, generation: str, folder: Path | None = None) -> ModelPlan:
-    """Convert the library's talker (and its code predictor) for `generation` ("float32",
-    "bfloat16", "int8") and describe its two decoder stacks for the decode loop.
+def prepare(talker, talker_scheme: str, predictor_scheme: str | None = None,
+            folder: Path | None = None) -> ModelPlan:
+    """Convert the library's talker and its code predictor (SCHEMES names; the predictor's
+    defaults to the talker's) and describe the two decoder stacks for the decode loop.
 
     Layer by layer, so the whole talker never exists in float32 at once.  With `folder` (the
-    checkpoint's), bfloat16 and int8 leave the text embedding on disk (MappedEmbedding)."""
-    if generation not in ("float32", *SCHEMES):
-        raise ValueError(f"no quantization scheme {generation!r}")
+    checkpoint's), every scheme but float32 leaves the text embedding on disk
+    (MappedEmbedding)."""
+    predictor_scheme = predictor_scheme or talker_scheme
+    for scheme in (talker_scheme, predictor_scheme):
+        if scheme not in SCHEMES:
+            raise ValueError(f"no quantization scheme {scheme!r}")
+    if (talker_scheme == "float32") != (predictor_scheme == "float32") or \
+            activations_of(talker_scheme) != activations_of(predictor_scheme):
+        raise ValueError(f"talker {talker_scheme} and code predictor {predictor_scheme} "
+                         "do not go together (float32 and bfloat16 are whole-model choices)")
     predictor = talker.code_predictor
-    if generation == "float32":
+    if talker_scheme == "float32":
         talker.float()
-        activations = torch.float32
     else:
         if folder is not None:
             talker.model.text_embedding = MappedEmbedding(
                 folder, "talker.model.text_embedding.weight", talker.model.text_embedding)
-        activations = torch.bfloat16 if generation == "bfloat16" else torch.float32
-        if activations == torch.bfloat16:
+        if talker_scheme == "bfloat16":
             talker.to(torch.bfloat16)
-    talker_plan = _stack(talker.model, generation, multimodal=True, activations=activations)
-    predictor_plan = _stack(predictor.model, generation, multimodal=False,
-                            activations=activations)
-    if generation == "int8":
-        _quantize_in_place(talker)  # what is left: heads, projections, norms, embeddings
+    talker_plan = _stack(talker.model, talker_scheme, multimodal=True)
+    predictor_plan = _stack(predictor.model, predictor_scheme, multimodal=False)
+    if talker_scheme in INT8_OF:
+        # what is left (heads, projections, norms, embeddings): int8 like the talker
+        _quantize_in_place(talker, INT8_OF[talker_scheme])
     return ModelPlan(talker=talker_plan, predictor=predictor_plan,
                      predictor_heads=tuple(product_of(h) for h in predictor.lm_head))
 
