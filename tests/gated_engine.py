@@ -121,7 +121,8 @@ class InProcessServer:
 
 def settings(**changes) -> Settings:
     values = dict(samples_per_chunk=1024, streaming=True, max_text_chars=2000, language=None,
-                  max_connections=16, idle_timeout=0, max_queue=8, max_unread_seconds=30.0)
+                  max_connections=16, idle_timeout=0, max_queue=8, max_unread_seconds=30.0,
+                  max_stream_chars=100_000, max_connections_per_peer=0, max_queue_per_peer=0)
     values.update(changes)
     return Settings(**values)
 

@@ -81,7 +81,8 @@ async def test_connections_owed_audio_are_not_idle(running):
         silent_writer.close()
 
 
-@pytest.mark.parametrize("running", [{"max_queue": 2}], indirect=True)
+@pytest.mark.parametrize("running", [{"max_queue": 2, "max_queue_per_peer": 2}],
+                         indirect=True)
 async def test_full_queue_while_the_worker_is_held(running):
     a, b, c = [await connect(running.port) for _ in range(3)]
     try:

@@ -28,7 +28,9 @@ def server(start_server, tiny_custom_voice, tmp_path_factory):
                        "--data-dir", str(tmp_path_factory.mktemp("data")),
                        "--no-warmup", "--debug", "--threads", "1",
                        "--max-connections", "3", "--idle-timeout", str(IDLE_TIMEOUT),
-                       "--max-queue", "2", "--max-unread-audio", str(MAX_UNREAD))
+                       "--max-queue", "2", "--max-unread-audio", str(MAX_UNREAD),
+                       # every client here is 127.0.0.1: the totals are what is tested
+                       "--max-connections-per-peer", "3", "--max-queue-per-peer", "2")
     srv.wait_for_log(r"Ready: ")
     return srv
 
@@ -263,13 +265,36 @@ async def test_signal_during_synthesis_exits_cleanly(start_fresh, tiny_custom_vo
         server.process.send_signal(signum)
         assert server.process.wait(10) == 0, server.log
         assert time.monotonic() - started < 5, server.log
-        # the client is disconnected, not left waiting
-        while await asyncio.wait_for(client.read_event(), 5) is not None:
-            pass
+        # the client is told, then disconnected (not left waiting, nor handed the audio so
+        # far as if it were the whole answer)
+        events = []
+        while (event := await asyncio.wait_for(client.read_event(), 5)) is not None:
+            events.append(event)
     finally:
         await client.disconnect()
+    errors = [e for e in events if e.type == "error"]
+    assert [e.data["code"] for e in errors] == ["shutting-down"], [e.type for e in events]
+    assert events[-1].type == "error" and "audio-stop" not in [e.type for e in events]
     assert f"{signal.Signals(signum).name} received" in server.log
     assert "Stopping" in server.log
+
+
+@pytest.mark.parametrize("gap", [0.0, 0.05, 0.3])
+async def test_second_signal_exits_at_once_with_status_0(start_fresh, tiny_custom_voice,
+                                                         tmp_path, gap):
+    server = start_fresh("--model", str(tiny_custom_voice), "--data-dir", str(tmp_path),
+                         "--no-warmup", "--threads", "1")
+    server.wait_for_log(r"Ready: ")
+    client = await connect(server.port)
+    try:
+        await client.write_event(Synthesize(text=LONG_TEXT * 2).event())
+        await read_until(client, "audio-chunk")
+        server.process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(gap)  # the second one lands somewhere in the teardown
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(10) == 0, server.log
+    finally:
+        await client.disconnect()
 
 
 async def test_signal_while_loading_exits_cleanly(start_fresh, tiny_custom_voice, tmp_path):

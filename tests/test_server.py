@@ -38,6 +38,7 @@ from wyoming_qwen3_tts.dev.serverproc import (
 )
 
 MAX_TEXT_CHARS = 200
+MAX_STREAM_CHARS = 400
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,7 @@ def server(start_server, tiny_custom_voice, tmp_path_factory):
     srv = start_server("--model", str(tiny_custom_voice),
                        "--data-dir", str(tmp_path_factory.mktemp("data")),
                        "--no-warmup", "--debug", "--max-text-chars", str(MAX_TEXT_CHARS),
+                       "--max-stream-chars", str(MAX_STREAM_CHARS),
                        # one thread: CI machines are small and shared; oversubscribed torch
                        # threads spin and make runs erratic
                        "--threads", "1")
@@ -264,7 +266,8 @@ async def test_bad_request_gets_error_then_audio_stop(server, case):
 STREAM_ERRORS = {
     "empty stream": ({}, [], "empty-text"),
     "unknown voice": ({"voice": {"name": "nobody"}}, ["Hi."], "unknown-voice"),
-    "too long": ({}, ["Hi there. " * (MAX_TEXT_CHARS // 10 + 1)], "text-too-long"),
+    # before any audio: the first chunk alone is over the stream's limit
+    "too long": ({}, ["Hi there " * (MAX_STREAM_CHARS // 9 + 1)], "text-too-long"),
 }
 
 
@@ -335,3 +338,25 @@ async def test_client_leaving_mid_stream_cancels_its_generation(server):
         check_audio(await read_until(client, "audio-stop"))
     finally:
         await client.disconnect()
+
+
+async def test_stream_longer_than_max_text_chars_is_spoken_whole(server):
+    # an LLM's long answer: --max-text-chars bounds one synthesize, not a stream's sentences
+    sentences = [f"Sentence number {word} is here." for word in
+                 ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine")]
+    text = " ".join(sentences)
+    assert MAX_TEXT_CHARS < len(text) < MAX_STREAM_CHARS
+    mark = server.mark()
+    client = await connect(server.port)
+    try:
+        await client.write_event(SynthesizeStart().event())
+        for delta in deltas(text, 11):
+            await client.write_event(SynthesizeChunk(text=delta).event())
+        await client.write_event(SynthesizeStop().event())
+        pcm = check_audio(await read_until(client, "synthesize-stopped"), streaming=True)
+    finally:
+        await client.disconnect()
+    frames, samples, digest = request_log(server, len(text), mark)
+    assert [int(m[1]) for m in segment_lines(server, mark)] == [len(s) for s in sentences]
+    assert len(pcm) // 2 == samples == frames * SAMPLES_PER_FRAME
+    assert hashlib.sha256(pcm).hexdigest() == digest

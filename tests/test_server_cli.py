@@ -15,7 +15,8 @@ OPTIONS = ["--uri", "--model", "--data-dir", "--local-files-only", "--voices-dir
            "--no-streaming", "--zeroconf", "--max-text-chars", "--no-warmup", "--debug",
            "--log-format", "--max-reference-seconds", "--max-loaded-models",
            "--max-connections", "--idle-timeout", "--max-queue", "--max-unread-audio",
-           "--no-normalize", "--sentence-silence", "--volume"]
+           "--no-normalize", "--sentence-silence", "--volume", "--max-stream-chars",
+           "--max-connections-per-peer", "--max-queue-per-peer"]
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +54,8 @@ def test_every_option_has_an_environment_variable(monkeypatch):
         "QWEN3_TTS_MAX_CONNECTIONS": "4", "QWEN3_TTS_IDLE_TIMEOUT": "0",
         "QWEN3_TTS_MAX_QUEUE": "3", "QWEN3_TTS_MAX_UNREAD_AUDIO": "2.5",
         "QWEN3_TTS_NO_NORMALIZE": "1", "QWEN3_TTS_SENTENCE_SILENCE": "0.3",
-        "QWEN3_TTS_VOLUME": "1.5",
+        "QWEN3_TTS_VOLUME": "1.5", "QWEN3_TTS_MAX_STREAM_CHARS": "5000",
+        "QWEN3_TTS_MAX_CONNECTIONS_PER_PEER": "2", "QWEN3_TTS_MAX_QUEUE_PER_PEER": "1",
     }
     assert sorted(env) == sorted("QWEN3_TTS_" + o[2:].replace("-", "_").upper() for o in OPTIONS)
     for name, value in env.items():
@@ -70,6 +72,8 @@ def test_every_option_has_an_environment_variable(monkeypatch):
     assert (args.max_connections, args.idle_timeout, args.max_queue,
             args.max_unread_audio) == (4, 0, 3, 2.5)
     assert args.no_normalize and args.sentence_silence == 0.3 and args.volume == 1.5
+    assert (args.max_stream_chars, args.max_connections_per_peer,
+            args.max_queue_per_peer) == (5000, 2, 1)
     # the command line wins over the environment
     args = parse_args(["--model", "x/y", "--threads", "2", "--zeroconf"])
     assert args.model == ["x/y"] and args.threads == 2 and args.zeroconf == "qwen3-tts"
@@ -103,6 +107,8 @@ def test_zeroconf_from_environment(monkeypatch, value, expected):
     (["--uri", "unix:///tmp/s", "--zeroconf"], {}),
     (["--sentence-silence", "-1"], {}),
     (["--volume", "0"], {}),
+    (["--max-stream-chars", "10"], {}),
+    (["--max-queue-per-peer", "-1"], {}),
     ([], {"QWEN3_TTS_VOLUME": "nan"}),
 ])
 def test_bad_options_are_refused(monkeypatch, argv, env):

@@ -25,6 +25,7 @@ from wyoming.server import AsyncServer, AsyncTcpServer
 from .cli import parse_args
 from .contract import AUTO, Engine, EngineFactory
 from .http.voices import VoiceStore
+from .logs import configure as configure_logging
 from .server.audio_effects import Gain
 from .server.catalog import Catalog, normalize, peek_checkpoint
 from .server.connection import Qwen3TtsEventHandler
@@ -139,13 +140,15 @@ def server_settings(args: argparse.Namespace) -> Settings:
                     max_connections=args.max_connections,
                     # over stdio:// the one connection is the server's whole life
                     idle_timeout=0 if args.uri.startswith("stdio://") else args.idle_timeout,
-                    max_queue=args.max_queue, max_unread_seconds=args.max_unread_audio)
+                    max_queue=args.max_queue, max_unread_seconds=args.max_unread_audio,
+                    max_stream_chars=args.max_stream_chars,
+                    max_connections_per_peer=args.max_connections_per_peer,
+                    max_queue_per_peer=args.max_queue_per_peer)
 
 
 async def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
-                        format=args.log_format, stream=sys.stderr, force=True)
+    configure_logging(args.debug, args.log_format)
     _LOGGER.debug(args)
     model = args.model[0]
 
@@ -170,8 +173,7 @@ async def main(argv: list[str] | None = None) -> int:
 
     def on_signal(signum: int) -> None:
         if stopping.is_set():
-            _LOGGER.warning("%s again: exiting at once", signal.Signals(signum).name)
-            os._exit(1)
+            exit_at_once(signum)
         _LOGGER.info("%s received", signal.Signals(signum).name)
         stopping.set()
 
@@ -223,14 +225,22 @@ async def main(argv: list[str] | None = None) -> int:
                          loaded.default_voice, ", ".join(catalog.languages))
     await waiter
 
-    # Stop accepting (late connections are refused), withdraw the announcement, close every
-    # connection (which cancels its requests: the worker stops within a frame), then let the
-    # worker finish; all of it bounded, a few seconds at most.
+    # Stop accepting (late connections are refused), withdraw the announcement, end every
+    # connection (requests in flight get an `error`, shutting-down; their cancelling stops the
+    # worker within a frame), then let the worker finish; all of it bounded, a few seconds at
+    # most.
     _LOGGER.info("Stopping")
     service.stopping = True
+    for signum in (signal.SIGINT, signal.SIGTERM):  # from here to the process's very end
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signum)
+            signal.signal(signum, exit_at_once)
     if announcement is not None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(announcement.stop(), 3.0)
+    if service.connections:
+        await asyncio.wait({asyncio.create_task(connection.shut_down())
+                            for connection in list(service.connections)}, timeout=3.0)
     if server is not None:
         await server.stop()
     if http_server is not None:
@@ -245,17 +255,26 @@ async def main(argv: list[str] | None = None) -> int:
     return exit_code
 
 
+def exit_at_once(signum: int, _frame=None) -> None:
+    """A second SIGTERM/SIGINT while stopping: exit now, with the same status 0 as a
+    stop that finished (nothing is lost: caches are written atomically)."""
+    with contextlib.suppress(Exception):
+        _LOGGER.warning("%s again: exiting at once", signal.Signals(signum).name)
+        logging.shutdown()
+    os._exit(0)
+
+
 def run() -> None:
     code = asyncio.run(main())
     if any(thread.name == "synthesis" and thread.is_alive() for thread in threading.enumerate()):
-        # Stopped while the model was still loading: do not wait for it, nor let interpreter
-        # shutdown run into a thread deep inside torch.
+        # stopped while the model was still loading: do not wait for it
         _LOGGER.info("Exiting without waiting for the model to finish loading")
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    # No interpreter shutdown: it would wait for threads deep inside torch, and while it runs
+    # a signal would kill the process (status 143) instead of reaching exit_at_once.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

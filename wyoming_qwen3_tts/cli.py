@@ -112,7 +112,10 @@ def build_parser() -> _Parser:
                   help=f"announce the server over zeroconf/mDNS (tcp:// only), optionally "
                        f"under NAME (default name: {DEFAULT_ZEROCONF_NAME})")
     parser.option("--max-text-chars", type=int, default=2000,
-                  help="longest text accepted per request (or per stream)")
+                  help="longest text accepted per request (a stream's sentences are spoken "
+                       "as they come, up to --max-stream-chars)")
+    parser.option("--max-stream-chars", type=int, default=100_000,
+                  help="longest text accepted per stream (synthesize-start to -stop)")
     parser.option("--max-connections", type=int, default=16,
                   help="client connections served at once; one more gets an error and is "
                        "closed")
@@ -122,6 +125,12 @@ def build_parser() -> _Parser:
     parser.option("--max-queue", type=int, default=8,
                   help="requests in the server at once, all clients together (being spoken "
                        "or waiting); one more is answered with a queue-full error")
+    parser.option("--max-connections-per-peer", type=int, default=0,
+                  help="connections served at once from one address; 0 = half of "
+                       "--max-connections")
+    parser.option("--max-queue-per-peer", type=int, default=0,
+                  help="requests in the server at once from one address; 0 = half of "
+                       "--max-queue")
     parser.option("--max-unread-audio", type=float, default=30.0,
                   help="seconds of audio a client may leave unread; past that its request is "
                        "cancelled and it is disconnected")
@@ -179,6 +188,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--volume must be more than 0 and at most 10")
     if args.max_text_chars < 1:
         parser.error("--max-text-chars must be at least 1")
+    if args.max_stream_chars < args.max_text_chars:
+        parser.error("--max-stream-chars must be at least --max-text-chars")
+    for name in ("max_connections_per_peer", "max_queue_per_peer"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be 0 or more")
     for name in ("max_connections", "max_queue"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")

@@ -50,6 +50,7 @@ from ..contract import BYTES_PER_SECOND, SAMPLE_WIDTH
 from .protocol import EventReader, ProtocolError
 from .sender import Sender
 from .speech import Service, SlowClient, Speech
+from .untrusted import clip
 from .worker import Lane
 
 _LOGGER = logging.getLogger(__name__)
@@ -74,6 +75,14 @@ def voice_fields(data: dict) -> tuple[str | None, str | None]:
     return name or speaker, language
 
 
+def peer_of(writer: asyncio.StreamWriter) -> str:
+    """The client's address ("local" over unix:// and stdio://)."""
+    peer = writer.get_extra_info("peername")
+    if isinstance(peer, tuple) and peer and isinstance(peer[0], str):
+        return peer[0]
+    return "local"
+
+
 class Qwen3TtsEventHandler(AsyncEventHandler):
     def __init__(self, service: Service, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -88,14 +97,19 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
         self._sender_task: asyncio.Task | None = None
         self._stream: Speech | None = None
         self._ignored_stream = False
+        self._peer = peer_of(self.writer)
 
     # -- reading ---------------------------------------------------------------------------
     async def run(self) -> None:
         """Receive events until the client leaves (bounded reads: protocol.EventReader)."""
         service, settings = self.service, self.service.settings
-        if service.stopping or not service.admission.take_connection():
-            await self._refuse()
+        refusal = "the server is shutting down" if service.stopping else \
+            service.admission.connection_refusal(self._peer)
+        if refusal is not None:
+            await self._refuse(refusal)
             return
+        service.admission.take_connection(self._peer)
+        service.connections.add(self)
         self._is_running = True
         self._configure_transport()
         watchdog = (asyncio.create_task(self._watch_idle(), name="wyoming idle watchdog")
@@ -120,7 +134,8 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
         except (ConnectionError, OSError) as err:
             _LOGGER.debug("Connection lost: %s", err)
         finally:
-            service.admission.release_connection()
+            service.admission.release_connection(self._peer)
+            service.connections.discard(self)
             if watchdog is not None:
                 watchdog.cancel()
             await self.disconnect()
@@ -137,16 +152,13 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
 
-    async def _refuse(self) -> None:
+    async def _refuse(self, why: str) -> None:
         """Too many connections (or shutting down): say so and close."""
         stopping = self.service.stopping
-        admission = self.service.admission
         if not stopping:
-            _LOGGER.warning("Refusing a connection: %d connections already (--max-connections)",
-                            admission.connections)
-        error = (Error(text="the server is shutting down", code="shutting-down") if stopping
-                 else Error(text=f"too many connections (limit: {admission.max_connections}); "
-                                 "try again later", code="too-many-connections"))
+            _LOGGER.warning("Refusing a connection from %s: %s (--max-connections, "
+                            "--max-connections-per-peer)", clip(self._peer), why)
+        error = Error(text=why, code="shutting-down" if stopping else "too-many-connections")
         try:
             await self.write_event(error.event())
             await self._close_gently()
@@ -216,6 +228,20 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
             raise SlowClient(f"more than {self._unread_limit / BYTES_PER_SECOND:g} s of "
                              f"audio left unread for {WRITE_GRACE_SECONDS:g} s") from None
 
+    async def shut_down(self) -> None:
+        """The server is stopping: a request still being answered ends with an `error`
+        (`shutting-down`), so the client reports it instead of taking the audio so far for a
+        whole answer; then the connection closes."""
+        owed = any(not speech.finished for speech in self._sender.open)
+        self._stop_answering()
+        self._is_running = False
+        if owed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.write_event(Error(
+                    text="the server is shutting down", code="shutting-down").event()), 1.0)
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
     async def disconnect(self) -> None:
         unfinished = self._sender.abandon()
         if unfinished:
@@ -255,14 +281,14 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
         elif SynthesizeStop.is_type(kind):
             self._stop_stream()
         else:
-            _LOGGER.debug("Ignoring event %s", kind)
+            _LOGGER.debug("Ignoring event %s", clip(kind))
         return True
 
     # -- requests --------------------------------------------------------------------------
     def _new_speech(self, data: dict, streaming: bool) -> Speech:
         voice, language = voice_fields(data)
         speech = Speech(self.service, self._lane, streaming=streaming, voice=voice,
-                        language=language, capacity=self._unread_limit)
+                        language=language, capacity=self._unread_limit, peer=self._peer)
         self._sender.answer(speech)
         self._start_sender()
         return speech

@@ -5,7 +5,9 @@ buffers deltas, so a delta may end anywhere, mid-word included, and a sentence i
 released once the text after it shows it is finished (or at the end of the stream).  Each
 sentence then has its whitespace collapsed, and one that is still very long (an LLM's
 run-on list) is cut at a clause mark or a space, so no single prompt runs into the model's
-frame cap.  Pieces without a letter or digit ("...", "**") are dropped: there is nothing to say.
+frame cap; one that has no end yet is cut the same way once it is twice that long, so a
+stream's waiting text stays bounded.  Pieces without a letter or digit ("...", "**") are
+dropped: there is nothing to say.
 
 A "sentence" that ends in a one- or two-digit number with a full stop ("Heute ist der 1.",
 "Am 24.") is almost always an ordinal of a date or a list, not an end: it is kept until the
@@ -75,7 +77,20 @@ class Segmenter:
 
     def add(self, delta: str) -> list[str]:
         """Feed a delta; return the segments it completed (often none)."""
-        return _clean(self._join(self._detector.add_chunk(delta)), self._max_chars)
+        segments = _clean(self._join(self._detector.add_chunk(delta)), self._max_chars)
+        return segments + self._cut_run_on()
+
+    def _cut_run_on(self) -> list[str]:
+        """A sentence that goes on and on (no end mark yet) is spoken in pieces before it
+        ends: the text waiting in the detector stays below twice the segment size.  (That
+        also keeps the detector's rescanning of its buffer on every delta cheap.)"""
+        detector = self._detector
+        waiting = f"{self._held} {detector.current_sentence}{detector.remaining_text}".strip()
+        if len(waiting) <= 2 * self._max_chars:
+            return []
+        *ready, rest = _cut(" ".join(waiting.split()), self._max_chars)
+        self._held, detector.current_sentence, detector.remaining_text = "", "", rest
+        return [piece for piece in ready if _WORDY.search(piece)]
 
     def finish(self) -> list[str]:
         """End of text: return what is left."""

@@ -25,6 +25,7 @@ from .admission import Admission
 from .catalog import Catalog
 from .languages import to_model_language
 from .segmentation import Segmenter, split_text
+from .untrusted import clean, clip
 from .worker import Channel, Job, Lane, SegmentResult, Synthesizer, Ticket
 
 _LOGGER = logging.getLogger(__name__)
@@ -42,6 +43,9 @@ class Settings:
     idle_timeout: float  # seconds; 0: never
     max_queue: int  # requests in the server at once (spoken or waiting)
     max_unread_seconds: float  # audio a client may leave unread before it is dropped
+    max_stream_chars: int  # longest text of one stream (its sentences are bounded anyway)
+    max_connections_per_peer: int  # 0: half of max_connections
+    max_queue_per_peer: int  # 0: half of max_queue
 
 
 @dataclass
@@ -53,9 +57,12 @@ class Service:
     synthesizer: Synthesizer
     admission: Admission = field(init=False)
     stopping: bool = False  # shutting down: refuse new connections and requests
+    connections: set = field(default_factory=set)  # the Wyoming connections being served
 
     def __post_init__(self) -> None:
-        self.admission = Admission(self.settings.max_connections, self.settings.max_queue)
+        settings = self.settings
+        self.admission = Admission(settings.max_connections, settings.max_queue,
+                                   settings.max_connections_per_peer, settings.max_queue_per_peer)
 
 
 @dataclass
@@ -75,8 +82,10 @@ class Speech:
 
     def __init__(self, service: Service, lane: Lane, *, streaming: bool,
                  voice: str | None = None, language: str | None = None,
-                 capacity: int | None = None, instruct: str | None = None) -> None:
+                 capacity: int | None = None, instruct: str | None = None,
+                 peer: str = "local") -> None:
         self.service = service
+        self.peer = peer  # the client's address (per-peer limits)
         self.instruct = instruct  # replaces the voice's style/description (HTTP instructions)
         self.lane = lane
         self.streaming = streaming
@@ -96,7 +105,7 @@ class Speech:
         self.voice: str | None = None  # the catalog's name; None: the default voice
         self.language: str | None = service.settings.language  # None: detect per sentence
         self._segmenter = Segmenter() if streaming else None
-        failure = self._resolve(voice, language) or self._admit()
+        failure = self._resolve(voice, language)
         if failure is not None:
             self.fail(failure.code, failure.text)
 
@@ -107,7 +116,7 @@ class Speech:
             if catalog.known:
                 found = catalog.voice(voice)
                 if found is None:
-                    return Failure("unknown-voice", catalog.unknown_voice(voice))
+                    return Failure("unknown-voice", catalog.unknown_voice(clip(voice)))
                 self.voice = found.name
             else:
                 self.voice = voice  # the router checks it once the model is loaded
@@ -116,20 +125,26 @@ class Speech:
             if wanted is None or (wanted != AUTO and catalog.languages
                                   and wanted not in catalog.languages):
                 return Failure("unsupported-language",
-                               f"language {language!r} is not one of "
+                               f"language {clip(language)!r} is not one of "
                                f"{', '.join(catalog.languages) or 'the model languages'}")
             self.language = wanted
         return None
 
-    def _admit(self) -> Failure | None:
+    def _admit(self) -> bool:
+        """Take a queue place (when the first segment is ready); False: refused, failed."""
         admission = self.service.admission
-        if not admission.take_request():
-            _LOGGER.warning("Queue full: %d requests in the server (--max-queue)",
-                            admission.requests)
-            return Failure("queue-full", f"the server is busy: {admission.requests} requests "
-                           "are being spoken or waiting; try again later")
+        if self.service.stopping:
+            self.fail("shutting-down", "the server is shutting down")
+            return False
+        refusal = admission.request_refusal(self.peer)
+        if refusal is not None:
+            _LOGGER.warning("Queue full for %s: %s (--max-queue, --max-queue-per-peer)",
+                            clip(self.peer), refusal)
+            self.fail("queue-full", refusal)
+            return False
+        admission.take_request(self.peer)
         self.counted = True
-        return None
+        return True
 
     # -- text in --------------------------------------------------------------------------
     def fail(self, code: str, text: str) -> None:
@@ -144,13 +159,17 @@ class Speech:
             self.parts.put_nowait(None)
 
     def _too_long(self) -> bool:
-        limit = self.service.settings.max_text_chars
+        settings = self.service.settings
+        limit = settings.max_stream_chars if self.streaming else settings.max_text_chars
         if self.chars > limit:
-            self.fail("text-too-long", f"text is {self.chars} characters; the limit is {limit}")
+            what = "the stream's text" if self.streaming else "text"
+            self.fail("text-too-long", f"{what} is {self.chars} characters; the limit is {limit}")
             return True
         return False
 
     def _submit(self, text: str) -> None:
+        if self.closed or (not self.counted and not self._admit()):
+            return
         channel = Channel(asyncio.get_running_loop(), capacity=self.capacity)
         job = Job(text, self.voice, self.language, self.ticket, channel, self.lane,
                   self.instruct)
@@ -165,12 +184,14 @@ class Speech:
         self.chars = len(text)
         if self.closed or self._too_long():
             return
-        segments = split_text(text)
+        segments = split_text(clean(text))
         if not segments:
             self.fail("empty-text", "nothing to say: the text is empty or has no words")
             return
         for segment in segments:
             self._submit(segment)
+            if self.closed:  # refused
+                return
         self.close()
 
     def add_text(self, delta: str) -> None:
@@ -180,7 +201,7 @@ class Speech:
         self.chars += len(delta)
         if self._too_long():
             return
-        for segment in self._segmenter.add(delta):
+        for segment in self._segmenter.add(clean(delta)):
             self._submit(segment)
 
     def end_text(self) -> None:
@@ -189,6 +210,8 @@ class Speech:
             return
         for segment in self._segmenter.finish():
             self._submit(segment)
+        if self.closed:
+            return
         if self.segments == 0:
             self.fail("empty-text", "nothing to say: the stream had no words")
         self.close()
@@ -229,7 +252,7 @@ class Speech:
         self.finished = True
         if self.counted:
             self.counted = False
-            self.service.admission.release_request()
+            self.service.admission.release_request(self.peer)
 
     def log(self, samples: int, first_audio: float | None, kind: str) -> None:
         """One line per answered request (and the audio digest at debug level)."""
