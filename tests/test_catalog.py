@@ -143,3 +143,12 @@ def test_non_utf8_and_odd_entries(tmp_path, caplog):
     assert "instruct.txt is not UTF-8" in caplog.text and ".hidden" not in caplog.text
     assert scan_voices_dir(tmp_path / "missing") == []
     assert CLONED == "cloned"
+
+
+def test_voice_files_are_cleaned_and_bounded(tmp_path, caplog):
+    folder(tmp_path, "styled", instruct_txt="A calm\x1b[31m voice\u202e,\x00 slow.\n")
+    (tmp_path / "huge").mkdir()
+    (tmp_path / "huge" / "instruct.txt").write_bytes(b"x" * 10_000_000)  # never read whole
+    (found,) = scan_voices_dir(tmp_path)
+    assert found.instruct == "A calm[31m voice, slow."
+    assert "huge" in caplog.text and "longer than 2000 characters" in caplog.text

@@ -99,16 +99,21 @@ def load_first_model(args: argparse.Namespace, catalog: Catalog) -> Loaded:
     if others:  # downloads of the other checkpoints go on while the first one serves
         threading.Thread(target=prefetch, name="prefetch", daemon=True,
                          args=(catalog, others, resolve)).start()
-    default = catalog.default_voice(args.voice)
-    if args.voice and default is None:
-        raise ValueError(f"--voice {args.voice!r} is not a voice of this server: "
-                         f"{', '.join(catalog.voice_names) or 'none'}")
-    router.default_voice = default.name if default is not None else None
     if args.language != AUTO and args.language not in engine.languages:
         raise ValueError(f"--language {args.language} is not spoken by {model}")
-    detector = LanguageDetector(engine.languages) if args.language == AUTO else None
     if not args.no_warmup:
-        router.warmup(model)
+        router.warmup(model)  # before the default is chosen: a voice that fails is left out
+    default = catalog.default_voice(args.voice)
+    if args.voice and default is None:
+        why = catalog.left_out(args.voice)
+        if why is None:  # a name no voice has: the configuration is wrong
+            raise ValueError(f"--voice {args.voice!r} is not a voice of this server: "
+                             f"{', '.join(catalog.voice_names) or 'none'}")
+        default = catalog.default_voice(None)  # it exists but does not work: another one
+        _LOGGER.error("--voice %s was left out (%s); the default voice is %s instead",
+                      args.voice, why, default.name if default is not None else "none")
+    router.default_voice = default.name if default is not None else None
+    detector = LanguageDetector(engine.languages) if args.language == AUTO else None
     if not args.no_normalize:
         prepare_normalization(engine.languages)  # imports and patterns, once, while loading
     return Loaded(router=router, detector=detector, normalize=not args.no_normalize,

@@ -52,7 +52,8 @@ class ServerProcess:
     """`python -m wyoming_qwen3_tts ARGS` on a free TCP port of `host`."""
 
     def __init__(self, *args: str, host: str = HOST, env: dict | None = None,
-                 on_line: Callable[[str], None] | None = None, keep_lines: bool = True) -> None:
+                 on_line: Callable[[str], None] | None = None, keep_lines: bool = True,
+                 preexec_fn: Callable[[], None] | None = None) -> None:
         self.host = HOST if host in ("0.0.0.0", "::") else host
         self.port = free_port()
         self.command = [sys.executable, "-u", "-m", "wyoming_qwen3_tts",
@@ -63,7 +64,8 @@ class ServerProcess:
         self._on_line = on_line
         self._changed = threading.Condition()
         self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, text=True, env=full_env)
+                                        stderr=subprocess.PIPE, text=True, env=full_env,
+                                        preexec_fn=preexec_fn)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -132,6 +134,17 @@ class ServerProcess:
             return int(psutil.Process(self.process.pid).memory_info().rss)
         except psutil.Error:
             return 0
+
+    def peak_rss(self) -> int:
+        """The most resident memory the server has had so far, in bytes (Linux: VmHWM)."""
+        try:
+            with open(f"/proc/{self.process.pid}/status", encoding="ascii") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM, then its exit status; None if it had to be killed."""

@@ -35,19 +35,23 @@ from ..contract import SAMPLE_RATE as SAMPLE_RATE  # what the speaker encoder an
 _LOGGER = logging.getLogger(__name__)
 
 PAD_SECONDS = 0.5  # silence appended to the reference
-CACHE_VERSION = 1  # bump when the cached content or its computation changes
+CACHE_VERSION = 2  # bump when the cached content or its computation changes
 
 
 class ReferenceError(ValueError):
     """A reference recording that cannot be used (the message says why)."""
 
 
-def read_reference(path: Path) -> tuple[np.ndarray, int]:
-    """The recording as float32 mono at its own rate; ReferenceError if unreadable."""
+def read_reference(path: Path, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """The recording (its first `max_seconds` only: a 30-minute file is not decoded whole) as
+    float32 mono at its own rate; ReferenceError if unreadable or not finite."""
     import soundfile
 
     try:
-        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        with soundfile.SoundFile(str(path)) as sound:
+            rate = int(sound.samplerate)
+            frames = -1 if max_seconds is None else int(round(max_seconds * rate)) + 1
+            audio = sound.read(frames=frames, dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
         raise ReferenceError(f"cannot read {path.name}: {err}") from err
     if audio.size == 0:
@@ -55,13 +59,13 @@ def read_reference(path: Path) -> tuple[np.ndarray, int]:
     mono = audio.mean(axis=1).astype(np.float32)
     if not np.all(np.isfinite(mono)):
         raise ReferenceError(f"{path.name} holds invalid samples")
-    return mono, int(rate)
+    return mono, rate
 
 
 def prepare_reference(path: Path, max_seconds: float = DEFAULT_MAX_REFERENCE_SECONDS
                       ) -> np.ndarray:
     """The reference as the model takes it: 24 kHz mono float32, trimmed, silence appended."""
-    audio, rate = read_reference(path)
+    audio, rate = read_reference(path, max_seconds)
     if len(audio) < MIN_REFERENCE_SECONDS * rate:
         raise ReferenceError(f"{path.name} is {len(audio) / rate:.2f} s long; at least "
                              f"{MIN_REFERENCE_SECONDS:g} s of speech is needed")
@@ -88,14 +92,32 @@ def checkpoint_identity(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def cache_key(reference: Path, transcript: str | None, max_seconds: float,
+def cache_key(wav: np.ndarray, transcript: str | None, max_seconds: float,
               checkpoint: str) -> str:
+    """Names a clone prompt by what it is computed from: the prepared reference samples
+    (the part of the recording that is used: nothing else of the file matters), the
+    transcript, the trimming and padding, and the checkpoint with its encoders' precision."""
     digest = hashlib.sha256()
     digest.update(json.dumps({
         "version": CACHE_VERSION, "max_seconds": float(max_seconds), "pad": PAD_SECONDS,
         "rate": SAMPLE_RATE, "transcript": transcript or None, "checkpoint": checkpoint,
     }, sort_keys=True).encode())
-    digest.update(Path(reference).read_bytes())
+    digest.update(np.ascontiguousarray(wav, dtype="<f4").tobytes())
+    return digest.hexdigest()
+
+
+def tensor_digest(*tensors) -> str:
+    """SHA-256 of the tensors' shapes, dtypes and values (None counts as empty): what a cache
+    file's content is checked against."""
+    import torch
+
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        if tensor is not None:
+            flat = tensor.detach().contiguous().view(-1)
+            digest.update(f"{tuple(tensor.shape)}:{tensor.dtype}".encode())
+            digest.update(flat.view(torch.uint8).numpy().tobytes())
+        digest.update(b"|")
     return digest.hexdigest()
 
 
@@ -151,62 +173,120 @@ class ClonePromptCache:
         return self._identities[key]
 
     def get(self, source: CloneSource, model, checkpoint_folder: Path):
-        """The voice's ClonePrompt: from memory, from disk, or computed (then saved)."""
-        import torch
-
+        """The voice's ClonePrompt: from memory, from disk, or computed (then saved).
+        ReferenceError if the recording cannot be used."""
         from .prompt import ClonePrompt
 
-        # per request: a stat, not a hash of the whole recording
+        # per request: a stat; the recording is read (its used part) once per change
         stat = Path(source.reference).stat()
         quick = (str(source.reference), stat.st_mtime_ns, stat.st_size, source.transcript,
                  str(checkpoint_folder))
+        wav = None
         key = self._keys.get(quick)
+        # the weights, and the precision the encoders run in (the tokenizer's follows the
+        # vocoder's, which may be bfloat16)
+        identity = (f"{self._identity(checkpoint_folder)}:{_dtype(model.speaker_encoder)}:"
+                    f"{_dtype(model.speech_tokenizer.model)}")
         if key is None:
-            # the weights, and the precision the encoders run in (the tokenizer's follows the
-            # vocoder's, which may be bfloat16)
-            identity = (f"{self._identity(checkpoint_folder)}:{_dtype(model.speaker_encoder)}:"
-                        f"{_dtype(model.speech_tokenizer.model)}")
-            key = self._keys[quick] = cache_key(source.reference, source.transcript,
-                                                self.max_seconds, identity)
+            wav = prepare_reference(source.reference, self.max_seconds)
+            key = self._keys[quick] = cache_key(wav, source.transcript, self.max_seconds,
+                                                identity)
         if key in self._memory:
             return self._memory[key]
         path = self.cache_dir / f"{key}.pt"
-        prompt = None
+        prompt: ClonePrompt | None = None
         if path.is_file():
-            try:
-                data = torch.load(path, map_location="cpu", weights_only=True)
-                prompt = ClonePrompt(data["speaker_embedding"], data.get("ref_codes"),
-                                     data.get("ref_text"))
-                _LOGGER.info("Loaded cached clone prompt for voice %s", source.name)
-            except Exception as err:  # noqa: BLE001 - a damaged cache file is recomputed
-                _LOGGER.warning("Ignoring damaged clone cache %s: %s", path, err)
-                prompt = None
+            prompt = self._load(path, key, identity, source, model)
         if prompt is None:
-            wav = prepare_reference(source.reference, self.max_seconds)
+            if wav is None:
+                wav = prepare_reference(source.reference, self.max_seconds)
             prompt = compute_clone_prompt(model, wav, source.transcript)
             mode = "ICL, with transcript" if prompt.icl else "x-vector only, no transcript"
             _LOGGER.info("Computed clone prompt for voice %s (%.1f s reference, %s)",
                          source.name, len(wav) / SAMPLE_RATE - PAD_SECONDS, mode)
-            self._save(path, prompt)
+            self._save(path, prompt, key, identity)
         self._memory[key] = prompt
         return prompt
 
-    def _save(self, path: Path, prompt) -> None:
+    def _load(self, path: Path, key: str, identity: str, source: CloneSource, model):
+        """A cached prompt, checked: its checksum, the key and checkpoint it was made for, and
+        the shapes, dtypes and code ranges this model takes; None (recompute) on any doubt."""
         import torch
 
+        from .prompt import ClonePrompt
+
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+            problem = _cache_problem(data, key, identity, source, model)
+        except Exception as err:  # noqa: BLE001 - unreadable: recomputed
+            problem = f"{type(err).__name__}: {str(err)[:200]}"
+        if problem is not None:
+            _LOGGER.warning("Ignoring damaged clone cache %s (%s): computing it again", path,
+                            problem)
+            return None
+        _LOGGER.info("Loaded cached clone prompt for voice %s", source.name)
+        return ClonePrompt(data["speaker_embedding"], data["ref_codes"], data["ref_text"])
+
+    def _save(self, path: Path, prompt, key: str, identity: str) -> None:
+        """Write the prompt atomically (a temporary file renamed into place); a failure (disk
+        full, read-only folder...) is logged and the prompt stays in memory only."""
+        import torch
+
+        tmp = None
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".clone-", suffix=".tmp", dir=self.cache_dir)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    torch.save({"speaker_embedding": prompt.speaker_embedding,
-                                "ref_codes": prompt.ref_codes, "ref_text": prompt.ref_text}, f)
-                os.replace(tmp, path)  # atomic: readers see the old file or the whole new one
-            except BaseException:
+            with os.fdopen(fd, "wb") as f:
+                torch.save({"version": CACHE_VERSION, "key": key, "identity": identity,
+                            "speaker_embedding": prompt.speaker_embedding,
+                            "ref_codes": prompt.ref_codes, "ref_text": prompt.ref_text,
+                            "checksum": tensor_digest(prompt.speaker_embedding,
+                                                      prompt.ref_codes)}, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)  # atomic: readers see the old file or the whole new one
+            tmp = None
+        except Exception as err:  # noqa: BLE001 - the cache is an optimisation
+            _LOGGER.warning("Could not cache the clone prompt in %s (it is kept in memory): "
+                            "%s: %s", self.cache_dir, type(err).__name__, str(err)[:200])
+        finally:
+            if tmp is not None:
                 with_suppressed_unlink(tmp)
-                raise
-        except OSError as err:
-            _LOGGER.warning("Could not cache the clone prompt in %s: %s", self.cache_dir, err)
+
+
+def _cache_problem(data, key: str, identity: str, source: CloneSource, model) -> str | None:
+    """What is wrong with a loaded cache file's content (None: nothing)."""
+    import torch
+
+    if not isinstance(data, dict):
+        return "not a clone prompt"
+    if data.get("version") != CACHE_VERSION or data.get("key") != key:
+        return "made by another version or for another voice"
+    if data.get("identity") != identity:
+        return "made with other weights"
+    embedding, codes, text = (data.get(k) for k in ("speaker_embedding", "ref_codes",
+                                                    "ref_text"))
+    talker = model.config.talker_config
+    if not isinstance(embedding, torch.Tensor) or not embedding.is_floating_point() \
+            or tuple(embedding.shape) != (talker.hidden_size,):
+        return "speaker embedding of the wrong kind or shape"
+    if not bool(torch.isfinite(embedding).all()):
+        return "speaker embedding not finite"
+    if text != (source.transcript or None):
+        return "made for another transcript"
+    if source.transcript:
+        groups = talker.num_code_groups
+        codebook = talker.code_predictor_config.vocab_size
+        if not isinstance(codes, torch.Tensor) or codes.dtype != torch.long \
+                or codes.dim() != 2 or codes.shape[1] != groups or codes.shape[0] < 1:
+            return "reference codes of the wrong kind or shape"
+        if int(codes.min()) < 0 or int(codes.max()) >= codebook:
+            return "reference codes out of range"
+    elif codes is not None:
+        return "reference codes without a transcript"
+    if data.get("checksum") != tensor_digest(embedding, codes):
+        return "checksum mismatch"
+    return None
 
 
 def _dtype(module) -> str:

@@ -163,6 +163,8 @@ class Catalog:
         self._voices: dict[str, Voice] = {}
         self._lock = threading.Lock()
         self._reported: set[str] = set()
+        # voices that failed to prepare: name key -> (their folder's files then, why)
+        self._broken: dict[str, tuple[tuple, str]] = {}
         self._rebuild()
 
     @property
@@ -226,8 +228,11 @@ class Catalog:
                 self._report(f"Voice folder {folder.folder} left out: {err}")
                 continue
             if folder_voice is None:
-                continue
-            voice = folder_voice  # its checkpoint is not known yet
+                continue  # its checkpoint is not known yet
+            voice = folder_voice
+            broken = self._broken.get(voice.key)
+            if broken is not None and broken[0] == folder_files(folder.folder):
+                continue  # failed to prepare; tried again once its files change
             if voice.key in voices:
                 other = voices[voice.key]
                 self._report(f"Voice folder {folder.folder} left out: the name {voice.name!r} "
@@ -317,6 +322,23 @@ class Catalog:
                   for name in c.summary.languages}
         return [name for name in LANGUAGES if name in spoken]
 
+    def exclude(self, name: str, why: str) -> None:
+        """A folder voice failed to prepare (an unusable recording, say): leave it out of
+        `info` and of the default voice, logged once, until its folder's files change."""
+        with self._lock:
+            voice = self._voices.get(normalize(name))
+            if voice is None or voice.folder is None:
+                return
+            self._broken[voice.key] = (folder_files(voice.folder), why)
+            _LOGGER.error("Voice %s left out: %s (the other voices work; fix or replace its "
+                          "files and it is tried again)", voice.name, why)
+            self._rebuild()
+
+    def left_out(self, name: str | None) -> str | None:
+        """Why voice `name` was left out after failing to prepare (None: it was not)."""
+        broken = self._broken.get(normalize(name)) if name else None
+        return broken[1] if broken is not None else None
+
     def default_voice(self, configured: str | None) -> Voice | None:
         """--voice if given (None if no such voice), else a preferred built-in speaker of the
         first checkpoint, else the first voice it serves."""
@@ -356,6 +378,15 @@ class Catalog:
                 )
             ]
         )
+
+
+def folder_files(folder: Path) -> tuple:
+    """A voice folder's files as they are now (names, sizes, modification times)."""
+    try:
+        return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                            for p in Path(folder).iterdir() if p.is_file()))
+    except OSError:
+        return ()
 
 
 def summarize_config(config: dict, source: str = "") -> CheckpointSummary:

@@ -35,30 +35,43 @@ class VoiceRouter:
 
     def loaded(self, model: str, engine: Engine) -> None:
         """A checkpoint has just been loaded: tell the catalog what it offers and ready its
-        cloned voices (computed or from the disk cache); a failing one is logged."""
+        cloned voices (computed or from the disk cache); one that fails is left out."""
         self.catalog.set_checkpoint(model, summarize_engine(engine), loaded=True)
         for voice in self.catalog.voices_of(model):
-            if voice.kind != CLONED:
-                continue
-            try:
-                engine.clone_prompt(clone_source(voice))
-            except Exception as err:  # noqa: BLE001 - one bad voice must not stop the others
-                _LOGGER.error("Voice %s (%s): could not prepare its clone prompt: %s",
-                              voice.name, voice.reference, err)
+            if voice.kind == CLONED:
+                self._clone_prompt(engine, voice)
+
+    def _clone_prompt(self, engine: Engine, voice: Voice):
+        """The voice's clone prompt, or None: it failed and the voice is left out (any
+        failure preparing one voice costs that voice only)."""
+        try:
+            return engine.clone_prompt(clone_source(voice))
+        except Exception as err:  # noqa: BLE001 - one bad voice must not stop the others
+            self.catalog.exclude(voice.name, f"could not prepare its clone prompt: "
+                                             f"{type(err).__name__}: {str(err)[:300]}")
+            return None
 
     def warmup(self, model: str) -> None:
-        """The engine's warm-up; a Base checkpoint warms up with its first cloned voice."""
+        """The engine's warm-up; a Base checkpoint warms up with its first cloned voice that
+        works (one that fails is left out, the next is tried)."""
         engine = self.pool.get(model)
         if engine.model_type != BASE:
             engine.warmup()
             return
-        voice = next((v for v in self.catalog.voices_of(model) if v.kind == CLONED), None)
-        if voice is None:
+        for voice in [v for v in self.catalog.voices_of(model) if v.kind == CLONED]:
+            prompt = self._clone_prompt(engine, voice)
+            if prompt is None:
+                continue
+            started = time.monotonic()
+            try:
+                engine.warmup(clone=prompt)
+            except Exception as err:  # noqa: BLE001 - costs that voice only
+                self.catalog.exclude(voice.name, f"warm-up failed: {type(err).__name__}: "
+                                                 f"{str(err)[:300]}")
+                continue
+            _LOGGER.info("Warm-up done in %.1f s (voice %s)", time.monotonic() - started,
+                         voice.name)
             return
-        started = time.monotonic()
-        engine.warmup(clone=engine.clone_prompt(clone_source(voice)))
-        _LOGGER.info("Warm-up done in %.1f s (voice %s)", time.monotonic() - started,
-                     voice.name)
 
     def voice_language(self, voice: str | None) -> str | None:
         """The language a voice speaks natively, if known (built-in speakers): what a
@@ -77,8 +90,12 @@ class VoiceRouter:
         found: Voice | None = None
         if name:
             found = self.catalog.voice(name)
-            if found is None:
-                raise EngineInputError(self.catalog.unknown_voice(name))
+            if found is None and voice is None:  # the default voice has been left out
+                found = self.catalog.default_voice(None)
+            elif found is None:
+                why = self.catalog.left_out(name)
+                raise EngineInputError(f"voice {name} is not available: {why}" if why
+                                       else self.catalog.unknown_voice(name))
         model = found.model if found is not None else self.catalog.first_model
         engine = self.pool.get(model)
         kwargs: dict = {}
@@ -88,10 +105,11 @@ class VoiceRouter:
             elif found.kind == DESIGNED:
                 kwargs.update(instruct=found.instruct)
             elif found.kind == CLONED:
-                try:
-                    kwargs.update(clone=engine.clone_prompt(clone_source(found)))
-                except ValueError as err:  # the reference changed into something unusable
-                    raise EngineInputError(f"voice {found.name}: {err}") from err
+                prompt = self._clone_prompt(engine, found)
+                if prompt is None:  # its recording changed into something unusable
+                    raise EngineInputError(f"voice {found.name} is not available: "
+                                           f"{self.catalog.left_out(found.name)}")
+                kwargs.update(clone=prompt)
             if instruct is not None and found.kind in (BUILTIN, DESIGNED):
                 kwargs["instruct"] = instruct
         if language != AUTO and language not in engine.languages:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..contract import MIN_REFERENCE_SECONDS
+from .untrusted import clean
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -67,8 +68,12 @@ class VoiceFolder:
 
 
 def _read_text(path: Path, limit: int) -> str:
+    """A voice file's text, cleaned of what is not text (control characters, lone
+    surrogates: they would reach the model and `describe`)."""
     try:
-        text = path.read_text(encoding="utf-8-sig").strip()
+        if path.stat().st_size > 4 * limit + 16:  # more than `limit` characters can take
+            raise VoiceFolderError(f"{path.name} is longer than {limit} characters")
+        text = clean(path.read_text(encoding="utf-8-sig")).strip()
     except UnicodeDecodeError as err:
         raise VoiceFolderError(f"{path.name} is not UTF-8 text") from err
     except OSError as err:
