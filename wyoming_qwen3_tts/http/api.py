@@ -516,7 +516,7 @@ def create_app(service: Service, store: VoiceStore, settings: HttpSettings) -> F
         speech = Speech(service, Lane(f"http {peer}"), streaming=False,
                         voice=voice_name, language=clean_text(language or "") or None,
                         capacity=int(service.settings.max_unread_seconds * BYTES_PER_SECOND),
-                        instruct=instruct)
+                        instruct=instruct, peer=peer)
         speech.say(clean_text(text))
         pieces = pcm_pieces(speech, speed)
         try:
