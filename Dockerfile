@@ -85,7 +85,7 @@ HEALTHCHECK --start-period=30m --interval=30s --timeout=10s \
         | grep -i "qwen3" > /dev/null \
         || exit 1
 
-EXPOSE 10200/tcp
+EXPOSE 10200/tcp 10201/tcp
 
 LABEL \
     io.hass.name="Qwen3-TTS" \
