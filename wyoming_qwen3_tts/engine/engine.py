@@ -36,6 +36,7 @@ from .loader import load_model, resolve_checkpoint
 from .precision import Precision, choose_precision, set_threads
 from .prompt import ClonePrompt, PromptBuilder
 from .quantize import ModelPlan
+from .threads import ThreadGovernor
 from .vocoder import DecoderState, StreamingVocoder, stream_pcm
 
 _LOGGER = logging.getLogger(__name__)
@@ -87,6 +88,8 @@ class Engine:
         self.sample_rate = int(self.model.speech_tokenizer.get_output_sample_rate())
         # the library leaves instructions out for the 0.6B built-in-voice checkpoints
         self.honours_instruct = not (self.model_type == CUSTOM_VOICE and self.size == "0b6")
+        # torch threads follow the cores other processes leave free (threads.py)
+        self.governor = ThreadGovernor(torch.get_num_threads())
 
     @classmethod
     def load(cls, model: str, *, data_dir: Path | str, local_files_only: bool = False,
@@ -165,7 +168,17 @@ class Engine:
             streaming_text=clone is not None,
         )
         cap = self.frame_cap(text) if max_frames is None else max_frames
-        return prompt, self.generator.frames(prompt, cap, cancel, stats)
+        self.governor.update(force=True)
+        return prompt, self._governed(self.generator.frames(prompt, cap, cancel, stats))
+
+    def _governed(self, frames: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """The frames, with the thread count re-chosen between them (every half second)."""
+        try:
+            for frame in frames:
+                yield frame
+                self.governor.update()
+        finally:
+            frames.close()  # type: ignore[attr-defined]
 
     def stream(self, text: str, *, speaker: str | None = None, language: str = "auto",
                instruct: str | None = None, clone: ClonePrompt | None = None,
