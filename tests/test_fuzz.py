@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wyoming_qwen3_tts.contract import SAMPLES_PER_FRAME
+from wyoming_qwen3_tts.dev.serverproc import encode_event as encode
 from wyoming_qwen3_tts.dev.serverproc import servers, synthesize
 
 FUZZ_SETTINGS = settings(max_examples=30, deadline=None, derandomize=True,
@@ -40,16 +41,6 @@ def still_serves(server) -> None:
                                  rf"sha256={digest}", timeout=30)
     assert len(pcm) // 2 == int(logged[2]) == int(logged[1]) * SAMPLES_PER_FRAME
     assert server.process.poll() is None
-
-
-def encode(kind: str, data: dict | None = None, payload: bytes = b"") -> bytes:
-    header: dict = {"type": kind}
-    body = json.dumps(data).encode() if data else b""
-    if body:
-        header["data_length"] = len(body)
-    if payload:
-        header["payload_length"] = len(payload)
-    return json.dumps(header).encode() + b"\n" + body + payload
 
 
 async def exchange(port: int, data: bytes, half_close: bool, quiet: float = 0.3,

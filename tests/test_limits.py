@@ -4,7 +4,6 @@ queue, clients that do not read, signals, and voice names that look like paths."
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import socket
 import time
@@ -15,7 +14,14 @@ from wyoming.info import Describe
 from wyoming.ping import Ping
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
-from wyoming_qwen3_tts.dev.serverproc import check_audio, connect, read_until, synthesize
+from wyoming_qwen3_tts.dev.serverproc import (
+    check_audio,
+    connect,
+    encode_event,
+    read_raw_events,
+    read_until,
+    synthesize,
+)
 
 LONG_TEXT = "Tell me a long story about the sea and the sky. And then one about the hills."
 IDLE_TIMEOUT = 2.0
@@ -35,22 +41,6 @@ def server(start_server, tiny_custom_voice, tmp_path_factory):
     return srv
 
 
-async def raw_events(reader: asyncio.StreamReader, timeout: float = 10.0) -> list[Event]:
-    """Every event until the server closes the connection."""
-    events = []
-    while True:
-        line = await asyncio.wait_for(reader.readline(), timeout)
-        if not line:
-            return events
-        header = json.loads(line)
-        data = header.get("data") or {}
-        if header.get("data_length"):
-            data.update(json.loads(await reader.readexactly(header["data_length"])))
-        if header.get("payload_length"):
-            await reader.readexactly(header["payload_length"])
-        events.append(Event(type=header["type"], data=data))
-
-
 async def closed_within(reader: asyncio.StreamReader, timeout: float) -> float:
     """Seconds until the server closes the connection (reading and dropping what comes)."""
     started = time.monotonic()
@@ -67,7 +57,7 @@ async def test_extra_connection_gets_an_error_and_is_closed(server):
             await read_until(client, "pong", timeout=10)
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(b'{"type": "describe"}\n')  # sent at once: must not hide the error
-        events = await raw_events(reader)
+        events = await read_raw_events(reader, timeout=10)
         writer.close()
         assert [e.type for e in events] == ["error"]
         assert events[0].data["code"] == "too-many-connections"
@@ -141,8 +131,7 @@ async def test_busy_connections_are_not_idle(start_fresh, tiny_custom_voice, tmp
 
 def _encoded(message) -> bytes:
     event = message.event()
-    body = json.dumps(event.data).encode()
-    return json.dumps({"type": event.type, "data_length": len(body)}).encode() + b"\n" + body
+    return encode_event(event.type, event.data)
 
 
 async def test_idle_connections_are_closed(server):
@@ -261,15 +250,21 @@ async def test_signal_during_synthesis_exits_cleanly(start_fresh, tiny_custom_vo
     try:
         await client.write_event(Synthesize(text=LONG_TEXT * 2).event())
         await read_until(client, "audio-chunk")
+
+        async def read_to_the_end() -> list:
+            events = []
+            while (event := await asyncio.wait_for(client.read_event(), 10)) is not None:
+                events.append(event)
+            return events
+
+        reading = asyncio.create_task(read_to_the_end())  # a client that keeps reading
         started = time.monotonic()
         server.process.send_signal(signum)
-        assert server.process.wait(10) == 0, server.log
+        assert await asyncio.to_thread(server.process.wait, 10) == 0, server.log
         assert time.monotonic() - started < 5, server.log
         # the client is told, then disconnected (not left waiting, nor handed the audio so
         # far as if it were the whole answer)
-        events = []
-        while (event := await asyncio.wait_for(client.read_event(), 5)) is not None:
-            events.append(event)
+        events = await reading
     finally:
         await client.disconnect()
     errors = [e for e in events if e.type == "error"]

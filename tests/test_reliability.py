@@ -6,7 +6,6 @@ broken strings, and a flood of accept errors."""
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import resource
 import socket
@@ -17,12 +16,18 @@ from wyoming.event import Event
 from wyoming.ping import Ping
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
-from wyoming_qwen3_tts.dev.serverproc import check_audio, connect, read_until, synthesize
+from wyoming_qwen3_tts.dev.serverproc import (
+    check_audio,
+    connect,
+    encode_event,
+    read_raw_events,
+    read_until,
+    synthesize,
+)
 
 
 def encoded(kind: str, data: dict) -> bytes:
-    body = json.dumps(data).encode()
-    return json.dumps({"type": kind, "data_length": len(body)}).encode() + b"\n" + body
+    return encode_event(kind, data)
 
 
 async def events_from(address: str, port: int, payload: bytes, last: str = "audio-stop",
@@ -32,19 +37,7 @@ async def events_from(address: str, port: int, payload: bytes, last: str = "audi
     try:
         writer.write(payload)
         await writer.drain()
-        events = []
-        while True:
-            line = await asyncio.wait_for(reader.readline(), timeout)
-            assert line, f"closed after {[e.type for e in events]}"
-            header = json.loads(line)
-            data = header.get("data") or {}
-            if header.get("data_length"):
-                data.update(json.loads(await reader.readexactly(header["data_length"])))
-            if header.get("payload_length"):
-                await reader.readexactly(header["payload_length"])
-            events.append(Event(type=header["type"], data=data))
-            if header["type"] == last:
-                return events
+        return await read_raw_events(reader, last, timeout)
     finally:
         writer.close()
 

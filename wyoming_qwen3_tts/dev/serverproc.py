@@ -118,7 +118,7 @@ class ServerProcess:
         """A position in the log after everything the server has written so far."""
         name = f"sync-mark-{os.getpid()}-{next(_MARKS)}"
         with socket.create_connection((self.host, self.port), timeout=EVENT_TIMEOUT) as sock:
-            sock.sendall(_encode_line(name, {}))
+            sock.sendall(encode_event(name))
             sock.shutdown(socket.SHUT_WR)
             while sock.recv(65536):  # nothing, then the close
                 pass
@@ -162,11 +162,40 @@ class ServerProcess:
         return code
 
 
-def _encode_line(kind: str, data: dict) -> bytes:
+def encode_event(kind: str, data: dict | None = None, payload: bytes = b"") -> bytes:
+    """One Wyoming event as bytes on the wire (for clients that write raw bytes)."""
     import json
 
-    body = json.dumps(data).encode()
-    return json.dumps({"type": kind, "data_length": len(body)}).encode() + b"\n" + body
+    header: dict = {"type": kind}
+    body = json.dumps(data).encode() if data else b""
+    if body:
+        header["data_length"] = len(body)
+    if payload:
+        header["payload_length"] = len(payload)
+    return json.dumps(header).encode() + b"\n" + body + payload
+
+
+async def read_raw_events(reader: asyncio.StreamReader, last: str | None = None,
+                          timeout: float = EVENT_TIMEOUT) -> list[Event]:
+    """Events read from a raw stream up to one of type `last` (None: until the server
+    closes the connection); payloads are read and dropped."""
+    import json
+
+    events: list[Event] = []
+    while True:
+        line = await asyncio.wait_for(reader.readline(), timeout)
+        if not line:
+            assert last is None, f"closed after {[e.type for e in events]}"
+            return events
+        header = json.loads(line)
+        data = header.get("data") or {}
+        if header.get("data_length"):
+            data.update(json.loads(await reader.readexactly(header["data_length"])))
+        if header.get("payload_length"):
+            await reader.readexactly(header["payload_length"])
+        events.append(Event(type=header["type"], data=data))
+        if header["type"] == last:
+            return events
 
 
 @contextlib.contextmanager

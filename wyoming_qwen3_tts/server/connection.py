@@ -237,8 +237,9 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
         self._is_running = False
         if owed:
             with contextlib.suppress(Exception):
+                # behind the audio still buffered for it: waits (a little) until it has left
                 await asyncio.wait_for(self.write_event(Error(
-                    text="the server is shutting down", code="shutting-down").event()), 1.0)
+                    text="the server is shutting down", code="shutting-down").event()), 2.5)
         with contextlib.suppress(Exception):
             self.writer.close()
 
