@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import collections
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -44,6 +45,8 @@ from .serverproc import HOST, ServerProcess
 
 KINDS = {"ok": 40, "stream": 20, "slow": 10, "hangup": 10, "garbage": 12, "stall": 8}
 WELL_BEHAVED = ("ok", "stream", "slow")
+SOURCE_ADDRESSES = 8
+_SOURCES = itertools.count()  # clients take the addresses in turn
 SENTENCES = [  # short: the tiny model always runs to its frame cap, which grows with the text
     "Hello there.", "Lights on.", "It is warm.", "Good night!", "Door locked.",
     "Dinner time.", "Turn left.", "Nice to meet you.", "Rain tomorrow.", "Timer done.",
@@ -158,7 +161,10 @@ def _text(rng: random.Random) -> str:
 
 async def _client(kind: str, rng: random.Random, port: int, timeout: float) -> Outcome:
     outcome = Outcome(kind)
-    reader, writer = await asyncio.open_connection(HOST, port)
+    # clients come from several loopback addresses, as devices of a home network do (the
+    # server limits what one address may hold)
+    source = f"127.0.0.{2 + next(_SOURCES) % SOURCE_ADDRESSES}"
+    reader, writer = await asyncio.open_connection(HOST, port, local_addr=(source, 0))
     try:
         text = _text(rng)
         if kind in ("ok", "slow"):
