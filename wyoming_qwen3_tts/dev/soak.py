@@ -65,7 +65,7 @@ class SoakServer(ServerProcess):
         self.warnings: collections.Counter[str] = collections.Counter()
         self.tail: collections.deque[str] = collections.deque(maxlen=40)
         self._lock = threading.Lock()
-        self.peak_rss = self.last_rss = 0
+        self.serving_peak = self.last_rss = 0  # sampled while serving (not loading)
         super().__init__("--model", model, "--data-dir", str(data_dir), "--threads", str(threads),
                          "--debug", *extra, on_line=self._take_line, keep_lines=False,
                          env={"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")})
@@ -89,7 +89,7 @@ class SoakServer(ServerProcess):
 
     def sample_rss(self) -> None:
         self.last_rss = self.rss() or self.last_rss
-        self.peak_rss = max(self.peak_rss, self.last_rss)
+        self.serving_peak = max(self.serving_peak, self.last_rss)
 
 
 # -- clients -------------------------------------------------------------------------------------
@@ -356,7 +356,7 @@ def run_soak(requests: int = 300, concurrency: int = 6, seconds: float = 600.0,
             report.crashed = not server.alive()
             time.sleep(0.5)  # the last log lines
             server.sample_rss()
-            report.final_rss, report.peak_rss = server.last_rss, server.peak_rss
+            report.final_rss, report.peak_rss = server.last_rss, server.serving_peak
             for outcome in outcomes:
                 for error in outcome.errors:
                     report.errors[f"{outcome.kind}:{error}"] += 1

@@ -425,7 +425,7 @@ def create_app(service: Service, store: VoiceStore, settings: HttpSettings) -> F
         return found.name if found is not None else None
 
     def voice_info(voice: Voice, default: str | None) -> VoiceInfo:
-        return VoiceInfo(id=voice.name, name=voice.name, kind=voice.kind,
+        return VoiceInfo(id=voice.name, name=voice.name, kind=voice.kind,  # type: ignore[arg-type]
                          model=checkpoint_id(voice.model), description=voice.description,
                          languages=list(voice.languages),
                          language_codes=codes_for(voice.languages),

@@ -22,7 +22,7 @@ from .audio import stretch
 
 _LOGGER = logging.getLogger(__name__)
 
-STOP_SECONDS = 3.0
+STOP_SECONDS = 3
 
 
 class _QuietAbort(logging.Filter):
@@ -89,9 +89,9 @@ class HttpServer:
             proxy_headers=False, server_header=False, timeout_keep_alive=5,
             limit_concurrency=self.settings.max_connections,
             timeout_graceful_shutdown=STOP_SECONDS, h11_max_incomplete_event_size=64 * 1024)
-        self._server = _uvicorn_server_class()(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="http server")
-        while not self._server.started:
+        server = self._server = _uvicorn_server_class()(config)
+        self._task = asyncio.create_task(server.serve(sockets=[sock]), name="http server")
+        while not server.started:
             if self._task.done():
                 self._task.result()  # raises what stopped it
                 raise OSError(f"the HTTP server on {self.uri} stopped at once")

@@ -91,11 +91,10 @@ def _n2w(value: int | str, lang: str, to: str = "cardinal", gender: str = "",
         kwargs["gender"] = gender
     if case:
         kwargs["case"] = case
-    if isinstance(value, str):
-        from decimal import Decimal
+    from decimal import Decimal
 
-        value = Decimal(value)
-    words = num2words(value, lang=lang, to=to, **kwargs)
+    number = Decimal(value) if isinstance(value, str) else value
+    words = num2words(number, lang=lang, to=to, **kwargs)
     return words.replace(",", "")
 
 

@@ -285,9 +285,9 @@ class Synthesizer:
         started = time.monotonic()
         stream = None
         try:
-            extra = {"instruct": job.instruct} if job.instruct is not None else {}
             stream = loaded.router.stream(text, voice=voice, language=language,
-                                          cancel=ticket.cancel, stats=stats, **extra)
+                                          cancel=ticket.cancel, stats=stats,
+                                          instruct=job.instruct)
             for pcm in stream:
                 if not pcm:
                     continue
