@@ -157,3 +157,6 @@ def test_readme_options_table_shows_the_parsers_defaults():
             f"{option}: README says {default!r}, the parser {defaults[option]!r}"
         checked += 1
     assert checked >= 12  # the table is still there and parsed
+    listed = set(re.findall(r"^\| `(--[a-z-]+)", readme, re.M))
+    missing = [o for o in defaults if o not in listed and o != "-h"]
+    assert not missing, f"options missing from the README's table: {missing}"
