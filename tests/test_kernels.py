@@ -204,3 +204,13 @@ def test_fused_step_refuses_positions_past_the_cache(lib, int8_engine):
     hidden = stack.plan.hidden
     with torch.inference_mode(), pytest.raises(ValueError, match="reserve"):
         stack.forward(torch.randn(1, 1, hidden), stack.cache.length)
+
+
+def test_kernels_target_can_be_picked(monkeypatch):
+    """QWEN3_TTS_KERNELS_MARCH compiles for a named CPU (the benchmark's AVX2 cap: haswell)."""
+    monkeypatch.setenv(kernels.MARCH_ENV, "haswell")
+    assert kernels.flag_sets()[0] == ["-O3", "-march=haswell", "-fopenmp-simd"]
+    assert kernels.flag_sets()[1:] == kernels.FLAG_SETS[1:]  # the portable fallback stays
+    monkeypatch.delenv(kernels.MARCH_ENV)
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    assert kernels.flag_sets() == kernels.FLAG_SETS

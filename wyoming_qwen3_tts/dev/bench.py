@@ -227,9 +227,12 @@ def timed_engine(engine: Engine, timers: Timers):
 
 
 TORCH_OPS = "-torch-ops"  # e.g. "int8-torch-ops": int8 without the fused kernels (A/B)
+AVX2_CAP = "@avx2"  # e.g. "auto@avx2": this machine capped to AVX2 (peers.avx2_env), own process
 
 
 def run_ours(folder: Path, dtype: str, frames: int, repeats: int) -> dict:
+    capped = dtype.endswith(AVX2_CAP)  # the parent set the environment (peers.avx2_env)
+    dtype = dtype.removesuffix(AVX2_CAP)
     torch_ops = dtype.endswith(TORCH_OPS)
     if torch_ops:  # this process only: each configuration runs in its own
         os.environ["QWEN3_TTS_KERNELS"] = "0"
@@ -268,7 +271,7 @@ def run_ours(folder: Path, dtype: str, frames: int, repeats: int) -> dict:
         "name": f"ours ({engine.precision.describe()}"
         + (", fused kernels" if engine.generator.talker_stack._fused else "")
         + (", torch ops only" if torch_ops else "") + ")"
-        + (" [auto]" if dtype == "auto" else ""),
+        + (" [auto]" if dtype == "auto" else "") + (" [AVX2 cap]" if capped else ""),
         "frames": n,
         "load_s": round(load_s, 1),
         "total_s": round(stats.total_seconds, 2),
@@ -345,7 +348,11 @@ def markdown(report: dict) -> str:
         "",
         "Produced by `python -m wyoming_qwen3_tts.dev.bench"
         + (" --quick" if report["quick"] else "") + f" --size {report['size']} "
-        f"--type {report['type']}" + (" --server" if report.get("server") else "") + "` "
+        f"--type {report['type']}" + (" --server" if report.get("server") else "")
+        + (f" --avx2 {report['avx2']}" if report.get("avx2") else "")
+        + (" --under-load" if report.get("under_load") else "")
+        + (" --peers" if report.get("peers") else "")
+        + (" --vocoder" if report.get("vocoder") else "") + "` "
         f"on {report['date']}. Random weights at the published {report['size']} "
         f"{report['type']} geometry (compute is real, audio is noise), {report['frames']} frames "
         f"({report['frames'] * 0.08:.1f} s of audio) forced for every row, text of "
@@ -397,6 +404,21 @@ def markdown(report: dict) -> str:
             lines.append(f"| {dtype} | {p['layers']} | {p['mean_rel_error']} "
                          f"| {p['max_rel_error']} | {g['identical_leading_frames']} of "
                          f"{g['frames']} | {g['codes_agreeing']} |")
+    if any(r["name"].endswith("[AVX2 cap]") for r in report["runs"]):
+        from .peers import AVX2_NOTE
+
+        lines += ["", AVX2_NOTE]
+    if report.get("vocoder"):
+        from .vocoder_runtimes import markdown as vocoder_markdown
+
+        lines += vocoder_markdown(report["vocoder"])
+    if report.get("under_load") or report.get("peers"):
+        from . import peers
+
+        if report.get("under_load"):
+            lines += peers.markdown_under_load(report["under_load"])
+        if report.get("peers"):
+            lines += peers.markdown_peers(report["peers"])
     if report.get("server"):
         lines += ["", "### Through the Wyoming server (precision auto)", "",
                   "| mode | first audio chunk s | total s | audio s | RTF |",
@@ -446,6 +468,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-quality", action="store_true")
     parser.add_argument("--server", action="store_true",
                         help="also measure through the Wyoming server (see bench_server)")
+    parser.add_argument("--avx2", default="",
+                        help="also these precisions with the machine capped to AVX2 "
+                        "(torch, fbgemm, MKL, oneDNN, fused kernels for Haswell), e.g. auto")
+    parser.add_argument("--under-load", action="store_true",
+                        help="also the under-load section (busy neighbour processes)")
+    parser.add_argument("--peers", action="store_true",
+                        help="also other CPU engines on the same checkpoint (vox-tts)")
+    parser.add_argument("--vocoder", action="store_true",
+                        help="also the vocoder's step under other runtimes and torch options "
+                        "(vocoder_runtimes; with the AVX2 cap too)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds of those sections")
     parser.add_argument("--run", help=argparse.SUPPRESS)  # one configuration, in a subprocess
     parser.add_argument("--repeats", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
@@ -473,19 +506,26 @@ def main(argv: list[str] | None = None) -> None:
 
     report = {"date": time.strftime("%Y-%m-%d"), "size": args.size, "type": args.type,
               "frames": frames, "repeats": repeats, "quick": args.quick,
-              "machine": machine_info(threads), "runs": [], "quality": {}}
+              "machine": machine_info(threads), "runs": [], "quality": {},
+              "avx2": args.avx2}
     official = [d for d in args.official.split(",") if d]
     if args.quick:
         official = official[:1]
     specs = [f"official:{d}" for d in official] + [
-        f"ours:{d}" for d in args.dtypes.split(",") if d]
+        f"ours:{d}" for d in args.dtypes.split(",") if d] + [
+        f"ours:{d}{AVX2_CAP}" for d in args.avx2.split(",") if d]
     for spec in specs:
         # each configuration in a process of its own: peak RSS is its own, nothing is shared
         _LOGGER.info("Running %s", spec)
         cmd = [sys.executable, "-m", "wyoming_qwen3_tts.dev.bench", "--run", spec, "--size",
                args.size, "--type", args.type, "--frames", str(frames), "--repeats",
                str(repeats), "--threads", str(threads)]
-        done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
+        env = None
+        if spec.endswith(AVX2_CAP):
+            from .peers import avx2_env
+
+            env = {**os.environ, **avx2_env()}
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True, env=env)
         report["runs"].append(json.loads(done.stdout.strip().splitlines()[-1]))
         _LOGGER.info("%s", report["runs"][-1])
     if not args.no_quality and args.type == "custom_voice":  # same layers in every type
@@ -493,6 +533,27 @@ def main(argv: list[str] | None = None) -> None:
             _LOGGER.info("Quality guard, %s", dtype)
             report["quality"][dtype] = {"projections": projection_errors(folder, dtype),
                                         "greedy": greedy_agreement(dtype)}
+    rounds = args.rounds or (3 if args.quick else 5)
+    if args.vocoder:
+        from .peers import avx2_env
+
+        report["vocoder"] = []
+        for label, extra in (("native", {}), ("AVX2 cap", avx2_env())):
+            for t in sorted({1, threads}):
+                done = subprocess.run(
+                    [sys.executable, "-m", "wyoming_qwen3_tts.dev.vocoder_runtimes", "--size",
+                     args.size, "--type", args.type, "--threads", str(t), "--label", label,
+                     "--rounds", str(max(rounds, 5))],
+                    stdout=subprocess.PIPE, text=True, check=True, env={**os.environ, **extra})
+                report["vocoder"].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    if args.under_load:
+        from .peers import under_load
+
+        report["under_load"] = under_load(frames, rounds, threads, args.size, args.type)
+    if args.peers:
+        from .peers import against_peers
+
+        report["peers"] = against_peers(frames, rounds, args.size, args.type)
     if args.server:
         from .bench_server import measure_server
 

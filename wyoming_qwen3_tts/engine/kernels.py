@@ -36,6 +36,17 @@ FLAG_SETS = (
 )
 
 
+# QWEN3_TTS_KERNELS_MARCH=haswell (or any -march value) compiles for that CPU instead
+MARCH_ENV = "QWEN3_TTS_KERNELS_MARCH"
+
+
+def flag_sets() -> tuple[list[str], ...]:
+    march = os.environ.get(MARCH_ENV, "").strip()
+    if march:
+        return (["-O3", f"-march={march}", "-fopenmp-simd"], *FLAG_SETS[1:])
+    return FLAG_SETS
+
+
 class Attention(ctypes.Structure):
     """kernels.c's `Attention`: what one layer's attention block needs besides the step."""
 
@@ -105,7 +116,7 @@ def load(cache_dir: Path | None = None) -> ctypes.CDLL | None:
     folders = [Path(cache_dir) if cache_dir else _cache_dir(),
                Path(tempfile.gettempdir()) / "wyoming-qwen3-tts-kernels"]
     errors = []
-    for flags, folder in itertools.product(FLAG_SETS, folders):
+    for flags, folder in itertools.product(flag_sets(), folders):
         key = hashlib.sha256("\n".join([
             SOURCE.read_text(encoding="utf-8"), version, " ".join(flags), platform.machine(),
             " ".join(sorted(cpu_flags())),

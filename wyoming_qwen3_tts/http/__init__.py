@@ -2,8 +2,11 @@
 and a web page, served in the same process and event loop as the Wyoming server.
 
     server.py  uvicorn inside the running event loop (`--http URI`), started/stopped by app.py
-    api.py     the FastAPI application: routes, OpenAPI document, errors in OpenAI's shape,
-               the API key (`--http-api-key`) and body-size limits
+    api.py     the FastAPI application: its routes and the OpenAPI document
+    schemas.py request and response bodies (pydantic)
+    responses.py  a speech answer streamed as it is generated, bounded by what the client reads
+    access.py  the API key (`--http-api-key`), trusted proxies, body-size limits
+    errors.py  errors in OpenAI's shape;  settings.py  the HTTP options
     audio.py   response formats encoded as the audio is generated (soundfile/libsndfile),
                `speed` (librosa's time stretch, per sentence), uploaded recordings checked
     voices.py  voice folders created, renamed and deleted atomically in --voices-dir, and the

@@ -30,12 +30,8 @@ shape: `{"error": {"message", "type", "param", "code"}}`.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hmac
 import logging
 import time
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -43,18 +39,18 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..contract import BYTES_PER_SECOND, MIN_REFERENCE_SECONDS, SAMPLE_RATE
 from ..server.catalog import Catalog, Voice, normalize
 from ..server.languages import codes_for
-from ..server.speech import Failure, Service, SlowClient, Speech
+from ..server.speech import Failure, Service, Speech
 from ..server.voice_folders import BUILTIN, CLONED, DESIGNED
 from ..server.worker import Lane
+from .access import MAX_UPLOAD_BYTES, Access, BodyLimit
 from .audio import (
     FORMATS,
     MAX_RECORDING_SECONDS,
@@ -64,8 +60,29 @@ from .audio import (
     RecordingError,
     audio_format,
     read_recording,
-    stretch,
 )
+from .errors import STATUS, ApiError, error_response
+from .responses import Answering, SpeechResponse, pcm_pieces
+from .schemas import (
+    AUDIO_CONTENT,
+    ERRORS,
+    Deleted,
+    DesignRequest,
+    ErrorBody,
+    Info,
+    Limits,
+    ModelInfo,
+    ModelList,
+    RenameRequest,
+    SimpleModel,
+    SimpleModelList,
+    SpeechRequest,
+    StyleRequest,
+    VoiceInfo,
+    VoiceList,
+    VoiceRef,
+)
+from .settings import HttpSettings
 from .voices import (
     VoiceError,
     VoiceStore,
@@ -79,196 +96,11 @@ _LOGGER = logging.getLogger(__name__)
 
 OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "gpt-4o-tts")
 OWN_MODEL = "qwen3-tts"
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # one recording upload (HA ingress passes up to 16 MiB)
-MAX_BODY_BYTES = 256 * 1024  # any other request body
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_ -]{0,63}$"  # catalog names (spaces mean underscores)
 PREVIEW_TEXT = "Hello! This is how I sound."
 BEARER = HTTPBearer(auto_error=False, description="the server's API key (--http-api-key)")
 VoiceName = Annotated[str, PathParam(max_length=64, pattern=NAME_PATTERN)]
 
-# failure codes of server.speech -> HTTP status
-_STATUS = {"queue-full": 429, "shutting-down": 503, "model-not-loaded": 503, "cancelled": 503,
-           "synthesis-failed": 500}
-_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-          404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error",
-          415: "invalid_request_error", 429: "rate_limit_error"}
-
-
-@dataclass
-class HttpSettings:
-    """The HTTP front door's options (cli.py: --http-api-key, --http-trusted-proxy)."""
-
-    api_key: str | None = None
-    trusted_proxies: frozenset[str] = frozenset()
-    max_connections: int = 16
-    write_grace_seconds: float = 30.0  # a client may stop reading this long, then is dropped
-    configured_voice: str | None = None  # --voice
-
-    def describe_access(self) -> str:
-        parts = []
-        if self.trusted_proxies:
-            parts.append("no key needed from " + ", ".join(sorted(self.trusted_proxies)))
-        if self.api_key:
-            parts.append("API key required" + (" from elsewhere" if self.trusted_proxies
-                                                else ""))
-        elif self.trusted_proxies:
-            parts.append("other addresses refused (no API key set)")
-        else:
-            parts.append("open: no API key set")
-        return "; ".join(parts)
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None,
-                 param: str | None = None, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.code, self.param = status, message, code, param
-        self.headers = headers
-
-
-def _error_response(status: int, message: str, code: str | None = None,
-                    param: str | None = None, headers: dict | None = None) -> JSONResponse:
-    kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param,
-                                   "code": code}}, status_code=status, headers=headers)
-
-
-# -- OpenAPI models ----------------------------------------------------------------------------
-class ErrorDetail(BaseModel):
-    message: str
-    type: str
-    param: str | None = None
-    code: str | None = None
-
-
-class ErrorBody(BaseModel):
-    error: ErrorDetail
-
-
-class VoiceRef(BaseModel):
-    id: str = Field(max_length=200)
-
-
-class SpeechRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    model: str = Field("tts-1", max_length=500, description=(
-        "tts-1, tts-1-hd, gpt-4o-mini-tts, gpt-4o-tts or qwen3-tts (the voice picks the "
-        "checkpoint), or a configured checkpoint"))
-    input: str = Field(max_length=100_000, description="the text to speak (at most "
-                       "--max-text-chars characters)")
-    voice: str | VoiceRef | None = Field(None, description="any voice of GET /v1/audio/voices; "
-                                         "none: the server's default voice")
-    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = Field(
-        "mp3", description="pcm is raw 24 kHz 16-bit little-endian mono; aac is refused")
-    speed: float = Field(1.0, ge=0.25, le=4.0, description="time-stretched per sentence")
-    instructions: str | None = Field(None, max_length=4096, description=(
-        "how to speak: replaces a built-in voice's style (1.7B CustomVoice checkpoints only) "
-        "and is added to a designed voice's description; ignored for cloned voices and 0.6B "
-        "CustomVoice checkpoints (the X-Instructions-Ignored header says so)"))
-    language: str | None = Field(None, max_length=40, description="auto or a model language "
-                                 "(english, ...) or code (en); default: detected per sentence")
-    stream_format: Literal["audio", "sse"] | None = Field(None, description="only audio")
-
-
-class VoiceInfo(BaseModel):
-    id: str
-    name: str
-    kind: Literal["builtin", "designed", "cloned"]
-    model: str
-    description: str
-    languages: list[str]
-    language_codes: list[str]
-    editable: bool
-    default: bool
-    instructions: str | None = None
-    transcript: str | None = None
-
-
-class VoiceList(BaseModel):
-    voices: list[VoiceInfo]
-
-
-class ModelInfo(BaseModel):
-    id: str
-    object: Literal["model"] = "model"
-    created: int = 0
-    owned_by: str = "qwen3-tts"
-    kind: str | None = None
-    languages: list[str] = Field(default_factory=list)
-    loaded: bool | None = None
-    follows_instructions: bool | None = None
-
-
-class ModelList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[ModelInfo]
-
-
-class SimpleModel(BaseModel):
-    id: str
-    name: str
-
-
-class SimpleModelList(BaseModel):
-    models: list[SimpleModel]
-
-
-class DesignRequest(BaseModel):
-    name: str = Field(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-    description: str = Field(max_length=4000, description="the voice described in words")
-    model: str | None = Field(None, max_length=500)
-
-
-class StyleRequest(BaseModel):
-    name: str = Field(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-    speaker: str = Field(max_length=100, description="a built-in speaker (Ryan, Vivian, ...)")
-    instructions: str | None = Field(None, max_length=4000, description="how to speak")
-    model: str | None = Field(None, max_length=500)
-
-
-class RenameRequest(BaseModel):
-    name: str = Field(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-
-
-class Deleted(BaseModel):
-    deleted: str
-
-
-class Limits(BaseModel):
-    max_text_chars: int
-    max_upload_bytes: int
-    min_recording_seconds: float
-    max_recording_seconds: float
-    max_voices: int
-
-
-class Info(BaseModel):
-    version: str
-    loaded: bool
-    default_voice: str | None
-    models: list[ModelInfo]
-    formats: list[str]
-    limits: Limits
-    voices_dir_writable: bool
-
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 415, 429, 503)}
-AUDIO_CONTENT = {fmt.media_type: {"schema": {"type": "string", "format": "binary"}}
-                 for fmt in FORMATS.values()}
-
-
-# -- the requests being answered ---------------------------------------------------------------
-@dataclass
-class Answering:
-    """Speech responses in progress (cancelled when the server stops)."""
-
-    speeches: set[Speech] = field(default_factory=set)
-
-    def cancel_all(self) -> None:
-        for speech in list(self.speeches):
-            speech.cancel()
 
 
 def checkpoint_id(model: str) -> str:
@@ -288,88 +120,6 @@ def _follows_instructions(catalog: Catalog, model: str) -> bool | None:
     return not (summary.model_type == "custom_voice" and summary.size == "0b6")
 
 
-class SpeechResponse(StreamingResponse):
-    """A speech answer: encoded audio as it is generated, bounded by what the client reads."""
-
-    def __init__(self, speech: Speech, pieces, first: bytes, first_at: float, encoder: Encoder,
-                 answering: Answering, grace: float, headers: dict[str, str]) -> None:
-        super().__init__(content=iter(()), media_type=encoder.format.media_type,
-                         headers=headers)
-        self.speech, self.pieces, self.first, self.first_at = speech, pieces, first, first_at
-        self.encoder, self.answering, self.grace = encoder, answering, grace
-        self.samples = 0
-
-    async def _send_body(self, send, body: bytes, more: bool = True) -> None:
-        try:
-            await asyncio.wait_for(send({"type": "http.response.body", "body": body,
-                                         "more_body": more}), self.grace)
-        except asyncio.TimeoutError:
-            raise SlowClient(f"the client read nothing for {self.grace:g} s") from None
-
-    async def _watch_disconnect(self, receive) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                self.speech.cancel()
-                return
-
-    async def __call__(self, scope, receive, send) -> None:
-        speech = self.speech
-        self.answering.speeches.add(speech)
-        watcher = asyncio.create_task(self._watch_disconnect(receive))
-        complete = False
-        try:
-            await send({"type": "http.response.start", "status": self.status_code,
-                        "headers": self.raw_headers})
-            pcm: bytes | None = self.first
-            while pcm is not None:
-                self.samples += len(pcm) // 2
-                if body := self.encoder.encode(pcm):
-                    await self._send_body(send, body)
-                pcm = await anext(self.pieces, None)
-            if speech.failure is None:
-                await self._send_body(send, self.encoder.finish(), more=False)
-                complete = True
-            elif speech.failure.code != "cancelled":
-                _LOGGER.warning("HTTP speech ended early (%s): %s", speech.failure.code,
-                                speech.failure.text)
-        except SlowClient as err:
-            _LOGGER.warning("Dropping an HTTP client: %s", err)
-        except OSError as err:  # the client went away (uvicorn's ClientDisconnected)
-            _LOGGER.debug("HTTP client gone: %s", err)
-        finally:
-            watcher.cancel()
-            if not complete:
-                speech.cancel()
-            self.encoder.close()
-            await self.pieces.aclose()
-            speech.done()
-            self.answering.speeches.discard(speech)
-            if complete:
-                speech.log(self.samples, self.first_at, "HTTP speech")
-
-
-async def pcm_pieces(speech: Speech, speed: float):
-    """The request's PCM; with a speed other than 1, each sentence stretched as a whole (a
-    sentence is complete when the next one's first chunk arrives: `speech.results` grows
-    before that chunk is yielded, or when the audio ends)."""
-    if speed == 1.0:
-        async for pcm in speech.audio():
-            yield pcm
-        return
-    pending: list[bytes] = []
-    done = 0
-    async for pcm in speech.audio():
-        if len(speech.results) > done:
-            done = len(speech.results)
-            if pending:
-                yield await asyncio.to_thread(stretch, b"".join(pending), speed)
-                pending = []
-        pending.append(pcm)
-    if pending and speech.failure is None:
-        yield await asyncio.to_thread(stretch, b"".join(pending), speed)
-
-
 # -- the application ---------------------------------------------------------------------------
 def create_app(service: Service, store: VoiceStore, settings: HttpSettings) -> FastAPI:
     catalog = service.catalog
@@ -387,15 +137,15 @@ def create_app(service: Service, store: VoiceStore, settings: HttpSettings) -> F
 
     @app.exception_handler(ApiError)
     async def on_api_error(_request, err: ApiError):
-        return _error_response(err.status, err.message, err.code, err.param, err.headers)
+        return error_response(err.status, err.message, err.code, err.param, err.headers)
 
     @app.exception_handler(VoiceError)
     async def on_voice_error(_request, err: VoiceError):
-        return _error_response(err.status, str(err), err.code)
+        return error_response(err.status, str(err), err.code)
 
     @app.exception_handler(RecordingError)
     async def on_recording_error(_request, err: RecordingError):
-        return _error_response(err.status, str(err), "invalid-recording", "file")
+        return error_response(err.status, str(err), "invalid-recording", "file")
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(_request, err: RequestValidationError):
@@ -403,18 +153,18 @@ def create_app(service: Service, store: VoiceStore, settings: HttpSettings) -> F
         first = errors[0] if errors else {}
         where = ".".join(str(part) for part in first.get("loc", ())[1:]) or None
         message = first.get("msg", "invalid request")
-        return _error_response(400, f"{where}: {message}" if where else message,
+        return error_response(400, f"{where}: {message}" if where else message,
                                "invalid-request", where)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(_request, err: StarletteHTTPException):
-        return _error_response(err.status_code, str(err.detail), None, None,
+        return error_response(err.status_code, str(err.detail), None, None,
                                getattr(err, "headers", None))
 
     @app.exception_handler(Exception)
     async def on_unexpected(_request, err: Exception):
         _LOGGER.exception("HTTP request failed")
-        return _error_response(500, f"internal error: {type(err).__name__}", "internal-error")
+        return error_response(500, f"internal error: {type(err).__name__}", "internal-error")
 
     # -- helpers ------------------------------------------------------------------------------
     def default_voice() -> str | None:
@@ -529,7 +279,7 @@ def create_app(service: Service, store: VoiceStore, settings: HttpSettings) -> F
             await pieces.aclose()
             speech.done()
             failure = speech.failure or Failure("no-audio", "no audio was produced")
-            status = _STATUS.get(failure.code, 400)
+            status = STATUS.get(failure.code, 400)
             raise ApiError(status, failure.text, failure.code,
                            "input" if failure.code in ("empty-text", "text-too-long") else None)
         headers = {"Cache-Control": "no-store", "X-Sample-Rate": str(SAMPLE_RATE)}
@@ -718,104 +468,3 @@ def create_app(service: Service, store: VoiceStore, settings: HttpSettings) -> F
     return app
 
 
-def check_access(settings: HttpSettings, peer: str | None, authorization: str) -> None:
-    """ApiError unless this request may be served (see the module docstring)."""
-    if peer is not None and peer in settings.trusted_proxies:
-        return
-    key = settings.api_key
-    if not key:
-        if settings.trusted_proxies:
-            raise ApiError(403, "this HTTP port serves Home Assistant's ingress only; set an "
-                           "API key (--http-api-key, the add-on's http_api_key) to use it from "
-                           "elsewhere", "forbidden")
-        return
-    scheme, _, value = authorization.partition(" ")
-    given = None
-    if scheme.lower() == "bearer":
-        given = value.strip()
-    elif scheme.lower() == "basic":
-        try:
-            given = base64.b64decode(value.strip(), validate=True).decode().partition(":")[2]
-        except (binascii.Error, UnicodeDecodeError):
-            given = None
-    if not given or not hmac.compare_digest(given.encode(), key.encode()):
-        raise ApiError(401, "missing or wrong API key: send Authorization: Bearer <key>",
-                       "invalid_api_key", headers={"WWW-Authenticate": 'Basic realm="Qwen3-TTS"'})
-
-
-class Access:
-    """Every request (page, API, OpenAPI document, unknown paths) passes `check_access`
-    before anything else happens."""
-
-    def __init__(self, app, settings: HttpSettings) -> None:
-        self.app = app
-        self.settings = settings
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http":
-            client = scope.get("client")
-            authorization = next((value.decode("latin-1") for key, value in scope["headers"]
-                                  if key == b"authorization"), "")
-            try:
-                check_access(self.settings, client[0] if client else None, authorization)
-            except ApiError as err:
-                await _error_response(err.status, err.message, err.code, None,
-                                      err.headers)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-class _TooLarge(StarletteHTTPException):
-    """Raised while the body is read (FastAPI passes HTTP exceptions through as they are)."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"the request body is larger than {limit} bytes")
-
-
-class BodyLimit:
-    """Request bodies bounded before they are read: MAX_UPLOAD_BYTES for the clone upload,
-    MAX_BODY_BYTES for anything else (by Content-Length, and by counting what arrives)."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = MAX_UPLOAD_BYTES + 64 * 1024 if scope["path"] == "/api/voices/clone" \
-            else MAX_BODY_BYTES
-        for key, value in scope.get("headers", ()):
-            if key == b"content-length":
-                try:
-                    too_large = int(value) > limit
-                except ValueError:
-                    too_large = True
-                if too_large:
-                    await _error_response(413, f"the request body is larger than {limit} "
-                                          "bytes", "too-large")(scope, receive, send)
-                    return
-        received = 0
-        started = False
-
-        async def counting_receive():
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise _TooLarge(limit)
-            return message
-
-        async def watching_send(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, watching_send)
-        except _TooLarge:
-            if not started:
-                await _error_response(413, f"the request body is larger than {limit} bytes",
-                                      "too-large")(scope, receive, send)

@@ -17,7 +17,8 @@ import socket
 from collections.abc import Iterator
 
 from . import parse_http_uri
-from .api import HttpSettings, create_app
+from .api import create_app
+from .settings import HttpSettings
 from .audio import stretch
 
 _LOGGER = logging.getLogger(__name__)
