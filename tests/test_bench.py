@@ -25,3 +25,34 @@ def test_bench_writes_both_reports(tiny_custom_voice, tmp_path):
     assert all(r["frames"] == 4 and r["rtf"] > 0 for r in runs[1:])
     text = md.read_text()
     assert "## tiny custom_voice" in text and "| official" in text and "fused kernels" in text
+
+
+def test_bench_avx2_cap_rows(tiny_custom_voice, tmp_path):
+    """--avx2 adds rows run in a process capped to AVX2 (the CPU class says so)."""
+    md, js = tmp_path / "BENCHMARKS.md", tmp_path / "results.json"
+    subprocess.run(
+        [sys.executable, "-m", "wyoming_qwen3_tts.dev.bench", "--size", "tiny", "--frames", "3",
+         "--repeats", "1", "--threads", "1", "--official", "", "--dtypes", "int8",
+         "--avx2", "int8", "--no-quality", "--out", str(md), "--json", str(js)],
+        cwd=REPO, check=True, capture_output=True, timeout=300,
+    )
+    runs = json.loads(js.read_text())["tiny-custom_voice"]["runs"]
+    assert [r["name"].endswith("[AVX2 cap]") for r in runs] == [False, True]
+    assert "cpu=x86-avx2" in runs[1]["name"] and "vocoder=float32" in runs[1]["name"]
+    assert "ATEN_CPU_CAPABILITY=avx2" in md.read_text()
+
+
+def test_section_tables_render():
+    """The under-load and peers tables from results shaped like the workers' (no run)."""
+    from wyoming_qwen3_tts.dev import peers
+
+    row = {"ms_per_frame": 50.0, "talker_ms": 10.0, "code_predictor_ms": 20.0,
+           "vocoder_ms": 15.0, "first_audio_s": 0.3}
+    load = {"frames": 4, "rounds": 1, "threads": 2,
+            "table": {f"busy {b}": {"a": {"ms_per_frame": 50.0 * (b + 1)}} for b in (0, 1, 2)}}
+    text = "\n".join(peers.markdown_under_load(load))
+    assert "| a | 50.0 | 100.0 | 2.00x | 150.0 | 3.00x |" in text
+    versus = {"frames": 4, "rounds": 1, "table": {"1": {"ours": row, "vox": {
+        **row, "ms_per_frame": 100.0}}}}
+    assert "| vox | 1 | 100.0 | 10.0 | 20.0 | 15.0 | 0.3 | 2.00 | 1.00 | 1.00 | 1.00 |" in \
+        "\n".join(peers.markdown_peers(versus))
