@@ -106,7 +106,7 @@ def _exact_rope(module: torch.nn.Module) -> None:
     """Recompute rotary inverse frequencies in float32 (a bfloat16 load rounds them)."""
     for sub in module.modules():
         if hasattr(sub, "rope_init_fn") and hasattr(sub, "inv_freq"):
-            inv_freq, _ = sub.rope_init_fn(sub.config, None)
+            inv_freq, _ = sub.rope_init_fn(sub.config, None)  # type: ignore[operator]
             sub.inv_freq = inv_freq.float()
             sub.original_inv_freq = sub.inv_freq
 

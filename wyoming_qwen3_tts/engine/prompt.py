@@ -118,11 +118,11 @@ class PromptBuilder:
             tags = [cfg.codec_nothink_id, cfg.codec_think_bos_id, cfg.codec_think_eos_id]
         else:
             tags = [cfg.codec_think_id, cfg.codec_think_bos_id, language_id, cfg.codec_think_eos_id]
-        codec = [self.codec_embed(torch.tensor([tags]))]
+        codec_parts = [self.codec_embed(torch.tensor([tags]))]
         if speaker_embed is not None:
-            codec.append(speaker_embed.view(1, 1, -1))
-        codec.append(self.codec_embed(torch.tensor([[cfg.codec_pad_id, cfg.codec_bos_id]])))
-        codec = torch.cat(codec, dim=1)
+            codec_parts.append(speaker_embed.view(1, 1, -1))
+        codec_parts.append(self.codec_embed(torch.tensor([[cfg.codec_pad_id, cfg.codec_bos_id]])))
+        codec = torch.cat(codec_parts, dim=1)
 
         role = self.text_embed(input_id[:, :3])  # <|im_start|>assistant\n
         pads = torch.cat((tts_pad.expand(-1, codec.shape[1] - 2, -1), tts_bos), dim=1)
@@ -151,6 +151,7 @@ class PromptBuilder:
     def _icl(self, text_id, clone: ClonePrompt, tts_pad, tts_eos, streaming_text: bool):
         """In-context cloning: reference transcript + target text, against reference codes."""
         cfg = self.cfg
+        assert clone.ref_text is not None and clone.ref_codes is not None  # clone.icl
         ref_id = self.ids(ref_chat_text(clone.ref_text))[:, 3:-2]
         text = torch.cat([self.text_embed(torch.cat([ref_id, text_id], dim=-1)), tts_eos], dim=1)
         ref_codes = clone.ref_codes

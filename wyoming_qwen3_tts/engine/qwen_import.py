@@ -48,7 +48,7 @@ def import_qwen_tts() -> types.ModuleType:
         if not all(_loads(name) for name in _ITS_IMPORTS):
             module = types.ModuleType(_SPEECH_VQ, "placeholder: see wyoming_qwen3_tts.qwen_import")
             module.__spec__ = importlib.machinery.ModuleSpec(_SPEECH_VQ, None)
-            module.WhisperEncoderVQ = _placeholder_class("WhisperEncoderVQ")
-            module.XVectorExtractor = _placeholder_class("XVectorExtractor")
+            for name in ("WhisperEncoderVQ", "XVectorExtractor"):
+                setattr(module, name, _placeholder_class(name))
             sys.modules[_SPEECH_VQ] = module
     return importlib.import_module("qwen_tts")

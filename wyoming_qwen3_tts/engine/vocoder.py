@@ -125,9 +125,10 @@ class DecoderState:
             v = attn.v_proj(r).view(1, t, -1, attn.head_dim).transpose(1, 2)
             q = q * cos + _rotate_half(q) * sin
             k = k * cos + _rotate_half(k) * sin
-            if self.keys[i] is not None:
-                k = torch.cat([self.keys[i], k], dim=2)
-                v = torch.cat([self.values[i], v], dim=2)
+            cached_k, cached_v = self.keys[i], self.values[i]
+            if cached_k is not None and cached_v is not None:
+                k = torch.cat([cached_k, k], dim=2)
+                v = torch.cat([cached_v, v], dim=2)
             key_pos = torch.arange(self.position + t - k.shape[2], self.position + t)
             # query at p sees keys in (p - window, p], like transformers' sliding-window mask
             diff = positions.view(-1, 1) - key_pos.view(1, -1)
