@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from wyoming_qwen3_tts.engine.decoding import Sampling
 from wyoming_qwen3_tts.engine.engine import Engine, EngineInputError, EngineLoadError, StreamStats
-from wyoming_qwen3_tts.engine.quantize import ProductLinear
+from wyoming_qwen3_tts.engine.quantize import FLOAT_LINEAR, ProductLinear
 from wyoming_qwen3_tts.engine.vocoder import StreamingVocoder
 
 
@@ -61,10 +63,14 @@ def library_codes(engine: Engine, text: str, frames: int, *, speaker=None, langu
     instruct_ids = [tts._tokenize_texts([tts._build_instruct_text(instruct)])[0]
                     if instruct else None]
     kwargs = tts._merge_generate_kwargs(max_new_tokens=frames + 1, **GREEDY)
-    codes, _ = tts.model.generate(
-        input_ids=input_ids, instruct_ids=instruct_ids, languages=[language],
-        speakers=[speaker], non_streaming_mode=True, **kwargs,
-    )
+    # our float32 products run without oneDNN where that is cheaper (aarch64:
+    # quantize.FLOAT_LINEAR): the library's then too, so that both sum alike
+    with contextlib.nullcontext() if FLOAT_LINEAR is F.linear else \
+            torch.backends.mkldnn.flags(enabled=False):
+        codes, _ = tts.model.generate(
+            input_ids=input_ids, instruct_ids=instruct_ids, languages=[language],
+            speakers=[speaker], non_streaming_mode=True, **kwargs,
+        )
     return codes[0]
 
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .prompt import Prompt
-from .quantize import ModelPlan, StackPlan
+from .quantize import ModelPlan, StackPlan, product_of
 
 
 @dataclass
@@ -190,7 +190,7 @@ class FusedStep:
                       for layer in plan.layers]
         self.final_norm = (plan.norm.weight.data_ptr(), plan.norm.eps)
         self.products = [tuple((p.op, p.args) for p in layer.products) for layer in plan.layers]
-        self.bound_to = None
+        self.bound_to: KVCache | None = None
 
     @staticmethod
     def supports(plan: StackPlan) -> bool:
@@ -288,8 +288,10 @@ class FrameGenerator:
         self.codec_embedding = talker.get_input_embeddings()
         self.sub_embeddings = self.predictor.get_input_embeddings()
         self.project = self.predictor.small_to_mtp_projection
-        # the code predictor's 15 heads, as products (int8: the op, no module __call__)
+        # the code predictor's 15 heads and the codec head, as products (int8: the op, no
+        # module __call__; float32 on aarch64: without oneDNN, quantize.FLOAT_LINEAR)
         self._heads = plan.predictor_heads
+        self._codec_head = product_of(talker.codec_head)
         self.generator: torch.Generator | None = None
 
     # -- one talker code ------------------------------------------------------------------
@@ -343,7 +345,7 @@ class FrameGenerator:
                 if cancel is not None and cancel.is_set():
                     stats.cancelled = True
                     return
-                logits = self.talker.codec_head(h)[0, -1]
+                logits = self._codec_head(h)[0, -1]
                 first = self._first_code(logits, history)
                 if first == self.eos:
                     stats.stopped_at_eos = True

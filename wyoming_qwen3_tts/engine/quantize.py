@@ -136,7 +136,7 @@ class StackPlan:
         counts: dict[str, int] = {}
         for layer in self.layers:
             counts[layer.scheme] = counts.get(layer.scheme, 0) + 1
-        main = max(counts, key=counts.get)
+        main = max(counts, key=lambda s: counts[s])
         others = [f"{n} layer{'s' if n > 1 else ''} {s}" for s, n in counts.items() if s != main]
         return main + (f" ({', '.join(others)})" if others else "")
 
@@ -179,10 +179,30 @@ def concat(parts: list[Product]) -> Product:
                    "concat(" + ",".join(p.kind for p in parts) + ")")
 
 
+def _linear_without_onednn(x: torch.Tensor, weight: torch.Tensor,
+                           bias: torch.Tensor | None) -> torch.Tensor:
+    # the flag is global: another thread's convolution at this moment would only be slower
+    enabled = torch._C._get_mkldnn_enabled()
+    torch._C._set_mkldnn_enabled(False)
+    try:
+        return F.linear(x, weight, bias)
+    finally:
+        torch._C._set_mkldnn_enabled(enabled)
+
+
+# On aarch64 oneDNN (with ACL) prepares the weight again on every call: a single-token
+# float32 product [1 x 1024] x [1024 x 3072] costs 19 M instructions with it and 1.9 M
+# without (benchmarks/aarch64-kernels.md), for the same sums (up to float rounding)
+FLOAT_LINEAR = _linear_without_onednn if platform.machine().lower() in ("aarch64", "arm64") \
+    else F.linear
+
+
 def dense(linear: torch.nn.Linear) -> Product:
-    """A float linear layer as F.linear with its own weight (what nn.Linear.forward calls)."""
+    """A float linear layer as F.linear with its own weight (what nn.Linear.forward calls;
+    float32 on aarch64: with oneDNN off, FLOAT_LINEAR)."""
     w = linear.weight
-    return Product(F.linear, (w, linear.bias), linear.in_features, linear.out_features,
+    op = FLOAT_LINEAR if w.dtype == torch.float32 else F.linear
+    return Product(op, (w, linear.bias), linear.in_features, linear.out_features,
                    w.numel() * w.element_size(), str(w.dtype).removeprefix("torch."))
 
 
@@ -192,7 +212,7 @@ def _fbgemm_module(linear: torch.nn.Linear) -> torch.nn.Module:
     on the largest.  With a few rows 10x larger than the rest, the product's error was 1.7 %
     against 3.3 % per tensor, at the same speed (28 talker-sized layers, 20 ms either way)."""
     linear = linear.float()
-    linear.qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
+    linear.qconfig = torch.ao.quantization.per_channel_dynamic_qconfig  # type: ignore[assignment]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
         return torch.ao.nn.quantized.dynamic.Linear.from_float(linear)
@@ -200,6 +220,7 @@ def _fbgemm_module(linear: torch.nn.Linear) -> torch.nn.Module:
 
 def fbgemm_product(module: torch.nn.Module) -> Product:
     """An fbgemm dynamic int8 linear as its op, with the arguments its forward passes."""
+    assert isinstance(module, torch.ao.nn.quantized.dynamic.Linear), type(module)
     params = module._packed_params
     version = getattr(module, "version", None)
     weight = params._weight_bias()[0]
