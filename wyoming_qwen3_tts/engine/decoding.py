@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .prompt import Prompt
-from .quantize import ModelPlan, StackPlan, product_of
+from .quantize import Layer, ModelPlan, StackPlan, product_of
 
 
 @dataclass
@@ -140,28 +140,43 @@ class Stack:
         if t > 1 and pos > 0:  # our loop never does this: attention below assumes it
             raise ValueError("several tokens at once only for the prefill, from position 0")
         end = pos + t
-        d, heads, kv = self.head_dim, self.plan.heads, self.kv_heads
         cos = self.cos[pos:end].view(1, 1, t, -1)
         sin = self.sin_signed[pos:end].view(1, 1, t, -1)
         for i, layer in enumerate(self.layers):
-            q_size, k_size, v_size = layer.qkv_split
-            qk, v = layer.qkv(layer.input_norm(x)).split([q_size + k_size, v_size], dim=-1)
-            qk = layer.qk_norm(qk.view(1, t, heads + kv, d)).transpose(1, 2)
-            qk = qk * cos + _swap_halves(qk) * sin
-            q, k = qk.split([heads, kv], dim=1)
-            self.cache.k[i, :, :, pos:end] = k
-            self.cache.v[i, :, :, pos:end] = v.view(1, t, kv, d).transpose(1, 2)
-            keys = self.cache.k[i, :, :, :end]
-            values = self.cache.v[i, :, :, :end]
-            # prefill from position 0 is plain causal; one new token sees everything cached
-            out = F.scaled_dot_product_attention(
-                q, keys, values, is_causal=(t > 1 and pos == 0), scale=layer.scaling,
-                enable_gqa=True,
-            )
-            x = x + layer.o(out.transpose(1, 2).reshape(1, t, -1))
-            gate, up = layer.gate_up(layer.post_norm(x)).chunk(2, dim=-1)
-            x = x + layer.down(F.silu(gate) * up)
+            x = self.layer(i, layer, x, pos, cos, sin)
         return self.plan.norm(x)
+
+    def layer(self, i: int, layer: Layer, x: torch.Tensor, pos: int, cos: torch.Tensor,
+              sin: torch.Tensor) -> torch.Tensor:
+        """Layer i (described by `layer`: this stack's own or another plan's) on x [1, T,
+        hidden] at positions pos.., with torch operations; writes the cache's layer i.
+        cos and sin: the rows of those positions, [1, 1, T, head_dim]."""
+        t = x.shape[1]
+        end = pos + t
+        d, heads, kv = self.head_dim, self.plan.heads, self.kv_heads
+        q_size, k_size, v_size = layer.qkv_split
+        qk, v = layer.qkv(layer.input_norm(x)).split([q_size + k_size, v_size], dim=-1)
+        qk = layer.qk_norm(qk.view(1, t, heads + kv, d)).transpose(1, 2)
+        qk = qk * cos + _swap_halves(qk) * sin
+        q, k = qk.split([heads, kv], dim=1)
+        self.cache.k[i, :, :, pos:end] = k
+        self.cache.v[i, :, :, pos:end] = v.view(1, t, kv, d).transpose(1, 2)
+        keys = self.cache.k[i, :, :, :end]
+        values = self.cache.v[i, :, :, :end]
+        # prefill from position 0 is plain causal; one new token sees everything cached
+        out = F.scaled_dot_product_attention(
+            q, keys, values, is_causal=(t > 1 and pos == 0), scale=layer.scaling,
+            enable_gqa=True,
+        )
+        x = x + layer.o(out.transpose(1, 2).reshape(1, t, -1))
+        gate, up = layer.gate_up(layer.post_norm(x)).chunk(2, dim=-1)
+        return x + layer.down(F.silu(gate) * up)
+
+    def rope(self, pos: int, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin rows of positions pos..pos+t-1, as Stack.layer takes them."""
+        self.reserve(pos + t)
+        return (self.cos[pos:pos + t].view(1, 1, t, -1),
+                self.sin_signed[pos:pos + t].view(1, 1, t, -1))
 
 
 class FusedStep:

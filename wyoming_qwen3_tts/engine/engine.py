@@ -29,7 +29,7 @@ from ..contract import (
     EngineLoadError,
     StreamStats,
 )
-from . import kernels
+from . import faithfulness, kernels
 from .cloning import ClonePromptCache
 from .decoding import FrameGenerator, FrameStats, FusedStep, Sampling
 from .loader import load_model, resolve_checkpoint
@@ -102,6 +102,9 @@ class Engine:
         precision = choose_precision(dtype)
         folder = resolve_checkpoint(model, Path(data_dir), local_files_only)
         tts, plan = load_model(folder, precision)
+        # quantized: compared with float32 on this checkpoint the first time (then cached)
+        plan = faithfulness.check(folder, tts.model, tts.processor, plan, precision,
+                                  Path(data_dir))
         cache = ClonePromptCache(Path(data_dir) / "voice_cache", max_reference_seconds)
         return cls(tts, plan, model_name=model, precision=precision, sampling=sampling,
                    folder=folder, clone_cache=cache)

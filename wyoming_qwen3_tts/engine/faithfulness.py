@@ -1,0 +1,561 @@
+"""How faithful a quantized plan is to float32, on the checkpoint being served.
+
+Random test weights have none of a trained model's outlier channels, so the first time a
+checkpoint is served with a quantized scheme, `check` compares its talker and code predictor
+with float32, teacher-forced (both see the same inputs, so an error cannot compound into a
+different sequence):
+
+- inputs: a fixed prompt per language (english, german, chinese, japanese: those the
+  checkpoint has), each followed by FRAMES frames' worth of speech inputs (the sum of 16 fixed
+  pseudo-random codes' embeddings, as the decode loop feeds them), ~45 tokens each; for the
+  code predictor, 16-token sequences (a talker hidden state of the float32 run, then 15 fixed
+  codes' embeddings), PREDICTOR_SEQUENCES per prompt;
+- layer by layer, so memory stays bounded: the float32 weights of one layer at a time are
+  read from the checkpoint file (~63 MB for a 0.6B talker layer), and each layer's error is
+  its quantized update against float32's, both on float32's input:
+  |f_q(x) - f(x)| / |f(x) - x| (the residual add itself is exact in every scheme);
+- end to end: the last hidden state and the logits (codebook 0 from the talker's codec head,
+  codebooks 1-15 from the code predictor's heads) of the quantized stream against the float32
+  stream, and how often their argmax (the greedy code) agrees.
+
+When `auto` chose the precision, a layer (or a set of heads) whose error exceeds BOUNDS
+(HEAD_BOUNDS) is converted again with the next safer scheme (quantize.SAFER: fbgemm ->
+weight-only int8 -> float32; 4-bit -> int8), and if a stack's last hidden state is still off
+by more than STACK_BOUNDS, every layer of that stack goes one step safer (the whole model
+falls back).  With an explicit --dtype the figures are logged, with a warning when out of
+bounds, and the choice is kept.  The result is cached in DATA_DIR/faithfulness/ per
+checkpoint (path, file sizes and times), precision, CPU class and torch version: later starts
+redo the same conversions without measuring.
+
+The bounds come from the 0.6B geometry (BENCHMARKS.md, "Outlier safety"): on random weights
+without outliers fbgemm's layers are off by 0.03-0.06 (weight-only int8 0.01-0.02, 4-bit
+0.08-0.15), its last hidden state by 0.08; with Qwen-like outlier channels fbgemm's layers
+reach 0.2-0.6 while weight-only int8 stays where it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import types
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import quantize
+from .decoding import Stack
+from .precision import Precision
+from .prompt import ClonePrompt, PromptBuilder
+from .quantize import Layer, ModelPlan, Product, StackPlan
+
+_LOGGER = logging.getLogger(__name__)
+
+VERSION = 2  # bump when what is measured or how schemes convert changes (invalidates caches)
+
+# a layer's relative error (its quantized update against float32's), per scheme family
+BOUNDS = {"int8": 0.1, "int4": 0.25}
+# the heads' logits on float32 hidden states (int8 in every quantized scheme)
+HEAD_BOUNDS = {"int8": 0.05, "int4": 0.05}
+# a stack's last hidden state after the layers' own fallbacks
+STACK_BOUNDS = {"int8": 0.15, "int4": 0.35}
+
+LANGUAGE_TEXTS = {
+    "english": "The kitchen lights are off and the door is locked.",
+    "german": "Das Licht in der Küche ist aus, die Tür ist zu.",
+    "chinese": "厨房的灯已经关了，门也锁好了。",
+    "japanese": "台所の電気を消して、ドアに鍵をかけました。",
+}
+FRAMES = 8  # teacher-forced speech frames after each prompt
+PREDICTOR_SEQUENCES = 4  # code-predictor sequences per prompt
+TALKER, PREDICTOR, CODEC_HEAD, PREDICTOR_HEADS = (
+    "talker", "code predictor", "codec head", "code predictor heads")
+
+
+def family(scheme: str) -> str:
+    return "int4" if scheme.startswith("int4") else "int8"
+
+
+@dataclass
+class StackFigures:
+    layers: list[dict] = field(default_factory=list)  # {"scheme", "error", "stream"} per layer
+    hidden: float = 0.0  # last hidden state, quantized stream against float32
+    logits: float = 0.0
+    argmax_agreement: float = 1.0
+    heads: float = 0.0  # the heads on float32 hidden states (their own error)
+
+    @property
+    def worst_layer(self) -> float:
+        return max((r["error"] for r in self.layers), default=0.0)
+
+
+@dataclass
+class Move:
+    """One conversion the check made: a layer (or a stack's heads) to a safer scheme."""
+
+    what: str  # TALKER, PREDICTOR (a layer: `layer` set), CODEC_HEAD or PREDICTOR_HEADS
+    layer: int | None
+    old: str
+    new: str
+    error: float
+    bound: float
+    why: str = "layer"  # "layer" (its own error), "stack" (the whole stack fell back), "heads"
+
+
+@dataclass
+class Report:
+    talker: StackFigures
+    predictor: StackFigures
+    moved: list[Move] = field(default_factory=list)
+    tokens: int = 0
+    languages: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def figures(self) -> str:
+        t, p = self.talker, self.predictor
+        return (f"talker layers <= {t.worst_layer:.4f}, last hidden {t.hidden:.4f}, "
+                f"codebook-0 logits {t.logits:.4f} (greedy codes agree "
+                f"{100 * t.argmax_agreement:.0f} %); code predictor layers <= "
+                f"{p.worst_layer:.4f}, last hidden {p.hidden:.4f}, logits 1-15 {p.logits:.4f} "
+                f"({100 * p.argmax_agreement:.0f} %)")
+
+
+def describe_moves(moved: list[Move]) -> str:
+    """'kept every layer' or e.g. 'moved talker layers 0-3, 7 int8-fbgemm -> int8-wo-bf16
+    (errors up to 0.31 > 0.1)'."""
+    if not moved:
+        return "kept every layer"
+    groups: dict[tuple, list[Move]] = {}
+    for m in moved:
+        groups.setdefault((m.what, m.old, m.new, m.why), []).append(m)
+    parts = []
+    for (what, old, new, why), moves in groups.items():
+        if moves[0].layer is None:
+            name = what
+        else:
+            name = f"{what} layer{'s' if len(moves) > 1 else ''} " + _ranges(
+                [m.layer for m in moves if m.layer is not None])
+        error = max(m.error for m in moves)
+        reason = (f"its last hidden state {error:.4f} > {moves[0].bound}" if why == "stack"
+                  else f"error{'s up to' if len(moves) > 1 else ''} {error:.4f} > "
+                  f"{moves[0].bound}")
+        parts.append(f"{name} {old} -> {new} ({reason})")
+    return "moved " + "; ".join(parts)
+
+
+def _ranges(indices: list[int]) -> str:
+    out, start, prev = [], None, None
+    for i in sorted(indices) + [None]:
+        if start is None:
+            start = prev = i
+        elif i is not None and prev is not None and i == prev + 1:
+            prev = i
+        else:
+            out.append(f"{start}" if start == prev else f"{start}-{prev}")
+            start = prev = i
+    return ", ".join(out)
+
+
+# -- float32 weights from the file, one layer at a time ------------------------------------
+
+
+class _Weights:
+    """Tensors of a checkpoint read on demand (memory-mapped safetensors)."""
+
+    def __init__(self, folder: Path) -> None:
+        from safetensors import safe_open
+
+        index = folder / "model.safetensors.index.json"
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values())) \
+            if index.is_file() else ["model.safetensors"]
+        self._files = [safe_open(str(folder / f), framework="pt") for f in files]
+        self._where = {k: f for f in self._files for k in f.keys()}  # noqa: SIM118
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._where
+
+    def get(self, name: str) -> torch.Tensor:
+        return self._where[name].get_tensor(name).float()
+
+    def linear(self, prefix: str) -> torch.nn.Linear:
+        weight = self.get(prefix + ".weight")
+        bias = self.get(prefix + ".bias") if prefix + ".bias" in self else None
+        linear = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None,
+                                 device="meta")
+        linear.weight = torch.nn.Parameter(weight, requires_grad=False)
+        if bias is not None:
+            linear.bias = torch.nn.Parameter(bias, requires_grad=False)
+        return linear
+
+    def layer(self, prefix: str, library_layer, scheme: str) -> Layer:
+        """Layer `prefix` converted with `scheme` from its float32 weights in the file."""
+        return quantize._layer(float_layer(self, prefix, library_layer), scheme)
+
+
+def float_layer(weights: _Weights, prefix: str, library_layer) -> types.SimpleNamespace:
+    """A decoder layer with the library's attributes: float32 projections from the file,
+    norms from the loaded layer (float32 copies of the stored values)."""
+    attn = library_layer.self_attn
+    ns = types.SimpleNamespace
+    return ns(
+        self_attn=ns(**{n: weights.linear(f"{prefix}.self_attn.{n}")
+                        for n in ("q_proj", "k_proj", "v_proj", "o_proj")},
+                     q_norm=attn.q_norm, k_norm=attn.k_norm, head_dim=attn.head_dim,
+                     scaling=attn.scaling),
+        mlp=ns(**{n: weights.linear(f"{prefix}.mlp.{n}")
+                  for n in ("gate_proj", "up_proj", "down_proj")}),
+        input_layernorm=library_layer.input_layernorm,
+        post_attention_layernorm=library_layer.post_attention_layernorm,
+    )
+
+
+class _Rel:
+    """Relative L2 error accumulated over several tensors: |got - want| / |want|."""
+
+    def __init__(self) -> None:
+        self.num = self.den = 0.0
+
+    def add(self, got: torch.Tensor, want: torch.Tensor) -> None:
+        self.num += float((got.float() - want.float()).pow(2).sum())
+        self.den += float(want.float().pow(2).sum())
+
+    @property
+    def value(self) -> float:
+        return (self.num / self.den) ** 0.5 if self.den > 0 else 0.0
+
+
+def _rel(got: list[torch.Tensor], want: list[torch.Tensor]) -> float:
+    r = _Rel()
+    for g, w in zip(got, want, strict=True):
+        r.add(g, w)
+    return r.value
+
+
+# -- the measurement -----------------------------------------------------------------------
+
+
+@dataclass
+class _StackSpec:
+    name: str  # TALKER or PREDICTOR
+    prefix: str  # of its layers' tensors in the file
+    library_layers: Any  # the library's decoder layers (their norms)
+
+
+def _stack_pass(stack: Stack, plan: StackPlan, weights: _Weights, spec: _StackSpec,
+                inputs: list[torch.Tensor], figures: StackFigures, fallback: bool,
+                moved: list[Move], force: tuple[str, float] | None = None
+                ) -> tuple[StackPlan, list, list]:
+    """Both streams through one stack, layer by layer; returns the (possibly changed) plan
+    and the final hidden states of the float32 and the quantized streams.  With `fallback`,
+    a layer out of BOUNDS moves to safer schemes until it is within them; with `force` =
+    (scheme, the stack's error), every layer still in that scheme moves one step safer
+    first (the whole stack falls back)."""
+    xs_ref, xs_q = list(inputs), list(inputs)
+    replaced: dict[int, Layer] = {}
+    figures.layers = []
+    for i, layer in enumerate(plan.layers):
+        ref_layer = weights.layer(f"{spec.prefix}.{i}", spec.library_layers[i], "float32")
+        ropes = [stack.rope(0, x.shape[1]) for x in xs_ref]
+
+        def run(desc: Layer, xs: list[torch.Tensor], i=i, ropes=ropes) -> list[torch.Tensor]:
+            return [stack.layer(i, desc, x, 0, *rope) for x, rope in zip(xs, ropes, strict=True)]
+
+        ys_ref = run(ref_layer, xs_ref)
+        updates_ref = [y - x for y, x in zip(ys_ref, xs_ref, strict=True)]
+
+        def error_of(desc: Layer, xs=xs_ref, updates=updates_ref) -> float:
+            return _rel([y - x for y, x in zip(run(desc, xs), xs, strict=True)], updates)
+
+        def move(layer: Layer, error: float, bound: float, why: str, i=i) -> Layer:
+            safer = quantize.SAFER[layer.scheme]
+            moved.append(Move(spec.name, i, layer.scheme, safer, round(error, 5), bound, why))
+            new = weights.layer(f"{spec.prefix}.{i}", spec.library_layers[i], safer)
+            replaced[i] = new
+            return new
+
+        if force is not None and layer.scheme == force[0] and layer.scheme in quantize.SAFER:
+            layer = move(layer, force[1], STACK_BOUNDS[family(layer.scheme)], "stack")
+        error = error_of(layer)
+        while fallback and error > BOUNDS[family(layer.scheme)] and \
+                layer.scheme in quantize.SAFER:
+            layer = move(layer, error, BOUNDS[family(layer.scheme)], "layer")
+            error = error_of(layer)
+        ys_q = run(layer, xs_q)
+        figures.layers.append({"scheme": layer.scheme, "error": round(error, 5),
+                               "stream": round(_rel(ys_q, ys_ref), 5)})
+        xs_ref, xs_q = ys_ref, ys_q
+        del ref_layer
+    plan = plan.replace_layers(replaced) if replaced else plan
+    return plan, [plan.norm(x) for x in xs_ref], [plan.norm(x) for x in xs_q]
+
+
+def _logit_figures(figures: StackFigures, cases: Callable[[], Iterable[tuple]]) -> None:
+    """cases() yields (float32 head, quantized head, float32 hidden, quantized hidden)."""
+    logits, heads = _Rel(), _Rel()
+    agree = total = 0
+    for ref_head, head, h_ref, h_q in cases():
+        want = ref_head(h_ref)
+        got = head(h_q).float()
+        logits.add(got, want)
+        heads.add(head(h_ref).float(), want)
+        agree += int((got.argmax(-1) == want.argmax(-1)).sum())
+        total += want[..., 0].numel()
+    figures.logits, figures.heads = logits.value, heads.value
+    figures.argmax_agreement = agree / max(total, 1)
+
+
+def _prompts(model, tokenizer, languages: list[str]) -> list:
+    builder = PromptBuilder(model, tokenizer, torch.float32)
+    cfg = model.config.talker_config
+    kind = model.tts_model_type
+    voice: dict = {}
+    if kind == "custom_voice":
+        voice = {"speaker": next(iter(cfg.spk_id))}
+    elif kind == "voice_design":
+        voice = {"instruct": "A calm, warm voice."}
+    elif kind == "base":
+        voice = {"clone": ClonePrompt(speaker_embedding=torch.zeros(cfg.hidden_size))}
+    return [builder.build(LANGUAGE_TEXTS[lang], language=lang, **voice) for lang in languages]
+
+
+def _stack_with_fallback(stack: Stack, plan: StackPlan, weights: _Weights, spec: _StackSpec,
+                         inputs: list[torch.Tensor], figures: StackFigures, fallback: bool,
+                         moved: list[Move]) -> tuple[StackPlan, list, list]:
+    """_stack_pass, then with `fallback` the whole stack one step safer if its last hidden
+    state is still out of STACK_BOUNDS."""
+    new_plan, hs_ref, hs_q = _stack_pass(stack, plan, weights, spec, inputs, figures,
+                                         fallback, moved)
+    figures.hidden = _rel(hs_q, hs_ref)
+    main = _main_scheme(new_plan)
+    if fallback and figures.hidden > STACK_BOUNDS[family(main)] and main in quantize.SAFER:
+        new_plan, hs_ref, hs_q = _stack_pass(stack, new_plan, weights, spec, inputs, figures,
+                                             fallback, moved, force=(main, figures.hidden))
+        figures.hidden = _rel(hs_q, hs_ref)
+    return new_plan, hs_ref, hs_q
+
+
+def _main_scheme(plan: StackPlan) -> str:
+    counts: dict[str, int] = {}
+    for layer in plan.layers:
+        counts[layer.scheme] = counts.get(layer.scheme, 0) + 1
+    return max(counts, key=lambda s: counts[s])
+
+
+@torch.inference_mode()
+def measure(folder: Path, model, tokenizer, plan: ModelPlan, fallback: bool = False,
+            languages: list[str] | None = None) -> tuple[ModelPlan, Report]:
+    """Compare `plan` (and the model's quantized heads) with float32 read from `folder`;
+    with `fallback`, layers, stacks and heads out of bounds are converted again, safer (the
+    model's codec head is replaced in place).  Returns the plan to serve and the figures."""
+    started = time.monotonic()
+    talker = model.talker
+    predictor = talker.code_predictor
+    cfg = model.config.talker_config
+    weights = _Weights(Path(folder))
+    known = [name for name in cfg.codec_language_id or {} if "dialect" not in name]
+    languages = languages or [lang for lang in LANGUAGE_TEXTS if lang in known] or \
+        ["english"]
+    generator = torch.Generator().manual_seed(0)
+    groups = cfg.num_code_groups
+    codec_embedding = talker.get_input_embeddings()
+    sub_embeddings = predictor.get_input_embeddings()
+
+    def embed(codes: torch.Tensor, n: int) -> list[torch.Tensor]:  # the first n of 16 codes
+        return [codec_embedding.weight[codes[0]].float().view(1, 1, -1)] + \
+            [sub_embeddings[j].weight[codes[j + 1]].float().view(1, 1, -1)
+             for j in range(n - 1)]
+
+    def random_codes() -> torch.Tensor:
+        return torch.cat([torch.randint(0, 2048, (1,), generator=generator),
+                          torch.randint(0, sub_embeddings[0].num_embeddings, (groups - 1,),
+                                        generator=generator)])
+
+    inputs = []
+    for prompt in _prompts(model, tokenizer, languages):
+        frames = [torch.cat(embed(random_codes(), groups), dim=1).sum(1, keepdim=True)
+                  + prompt.tts_pad.float() for _ in range(FRAMES)]
+        inputs.append(torch.cat([prompt.embeds.float(), *frames], dim=1))
+    report = Report(StackFigures(), StackFigures(), tokens=sum(x.shape[1] for x in inputs),
+                    languages=languages)
+
+    # the talker
+    spec = _StackSpec(TALKER, "talker.model.layers", talker.model.layers)
+    stack = Stack(plan.talker, initial_length=max(x.shape[1] for x in inputs))
+    talker_plan, hs_ref, hs_q = _stack_with_fallback(
+        stack, plan.talker, weights, spec, inputs, report.talker, fallback, report.moved)
+    ref_head = quantize.dense(weights.linear("talker.codec_head"))
+
+    def talker_cases():
+        return ((ref_head, talker.codec_head, r, q) for r, q in zip(hs_ref, hs_q, strict=True))
+
+    _logit_figures(report.talker, talker_cases)
+    head_scheme = quantize.product_of(talker.codec_head).kind
+    head_bound = HEAD_BOUNDS[family(head_scheme)]
+    if fallback and report.talker.heads > head_bound and head_scheme in quantize.SAFER:
+        safer = quantize.SAFER[head_scheme]
+        report.moved.append(Move(CODEC_HEAD, None, head_scheme, safer,
+                                 round(report.talker.heads, 5), head_bound, "heads"))
+        talker.codec_head = _head(weights, "talker.codec_head", safer)
+        _logit_figures(report.talker, talker_cases)
+
+    # the code predictor: a talker hidden state, then 15 codes' embeddings, per sequence
+    projection = "talker.code_predictor.small_to_mtp_projection"
+    ref_project = quantize.dense(weights.linear(projection)) if projection + ".weight" in \
+        weights else (lambda x: x)
+    seqs = []
+    for h in hs_ref:
+        for p in torch.linspace(0, h.shape[1] - 1, PREDICTOR_SEQUENCES).long().tolist():
+            parts = [h[:, p:p + 1]] + embed(random_codes(), groups - 1)
+            seqs.append(ref_project(torch.cat(parts, dim=1)))
+    spec = _StackSpec(PREDICTOR, "talker.code_predictor.model.layers", predictor.model.layers)
+    stack = Stack(plan.predictor, initial_length=groups)
+    predictor_plan, ps_ref, ps_q = _stack_with_fallback(
+        stack, plan.predictor, weights, spec, seqs, report.predictor, fallback, report.moved)
+    heads = list(plan.predictor_heads)
+
+    def predictor_cases():
+        # head j reads position j + 1 of every sequence; one float32 head in memory at a time
+        for j in range(groups - 1):
+            ref = quantize.dense(weights.linear(f"talker.code_predictor.lm_head.{j}"))
+            for r, q in zip(ps_ref, ps_q, strict=True):
+                yield ref, heads[j], r[:, j + 1], q[:, j + 1]
+
+    _logit_figures(report.predictor, predictor_cases)
+    head_scheme = heads[0].kind
+    head_bound = HEAD_BOUNDS[family(head_scheme)]
+    if fallback and report.predictor.heads > head_bound and head_scheme in quantize.SAFER:
+        safer = quantize.SAFER[head_scheme]
+        report.moved.append(Move(PREDICTOR_HEADS, None, head_scheme, safer,
+                                 round(report.predictor.heads, 5), head_bound, "heads"))
+        heads = _predictor_heads(weights, len(heads), safer)
+        _logit_figures(report.predictor, predictor_cases)
+    if report.moved:
+        plan = ModelPlan(talker=talker_plan, predictor=predictor_plan,
+                         predictor_heads=tuple(heads))
+    report.seconds = time.monotonic() - started
+    return plan, report
+
+
+def _head(weights: _Weights, name: str, scheme: str) -> torch.nn.Module:
+    return quantize.ProductLinear(quantize.SCHEMES[scheme](weights.linear(name)))
+
+
+def _predictor_heads(weights: _Weights, n: int, scheme: str) -> list[Product]:
+    return [quantize.SCHEMES[scheme](weights.linear(f"talker.code_predictor.lm_head.{j}"))
+            for j in range(n)]
+
+
+# -- the check at load, cached -------------------------------------------------------------
+
+
+def _key(folder: Path, precision: Precision) -> str:
+    files = sorted(p for p in Path(folder).glob("*.safetensors"))
+    identity = [str(Path(folder).resolve())] + [
+        f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]
+    parts = identity + [precision.talker, precision.predictor, precision.cpu_class,
+                        str(precision.auto), torch.__version__, str(VERSION),
+                        json.dumps([BOUNDS, HEAD_BOUNDS, STACK_BOUNDS])]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
+
+
+def apply(folder: Path, model, plan: ModelPlan, moved: list[Move]) -> ModelPlan:
+    """Redo a check's conversions (from its cached result) without measuring."""
+    talker, weights = model.talker, _Weights(Path(folder))
+    stacks = {TALKER: ("talker.model.layers", talker.model.layers),
+              PREDICTOR: ("talker.code_predictor.model.layers",
+                          talker.code_predictor.model.layers)}
+    final: dict[tuple[str, int], str] = {}
+    heads: list[Product] = list(plan.predictor_heads)
+    for m in moved:
+        if m.what == CODEC_HEAD:
+            talker.codec_head = _head(weights, "talker.codec_head", m.new)
+        elif m.what == PREDICTOR_HEADS:
+            heads = _predictor_heads(weights, len(heads), m.new)
+        elif m.layer is not None:
+            final[(m.what, m.layer)] = m.new  # a layer may move twice: the last one counts
+    replaced: dict[str, dict[int, Layer]] = {TALKER: {}, PREDICTOR: {}}
+    for (what, i), scheme in final.items():
+        prefix, layers = stacks[what]
+        replaced[what][i] = weights.layer(f"{prefix}.{i}", layers[i], scheme)
+    return ModelPlan(talker=plan.talker.replace_layers(replaced[TALKER]),
+                     predictor=plan.predictor.replace_layers(replaced[PREDICTOR]),
+                     predictor_heads=tuple(heads))
+
+
+def _serving(plan: ModelPlan) -> str:
+    return f"serving talker {plan.talker.scheme}, code predictor {plan.predictor.scheme}"
+
+
+def check(folder: Path, model, tokenizer, plan: ModelPlan, precision: Precision,
+          data_dir: Path | None) -> ModelPlan:
+    """The first-load faithfulness check (module docstring); returns the plan to serve.
+
+    Logs one line (INFO), e.g.
+      Faithfulness of int8 (talker int8-fbgemm, code predictor int8-fbgemm) against float32,
+      teacher-forced on 184 tokens (english, german, chinese, japanese) in 9.6 s: talker
+      layers <= 0.0546, last hidden 0.0806, codebook-0 logits 0.0836 (greedy codes agree
+      75 %); code predictor layers <= 0.0641, ... (80 %); kept every layer; serving talker
+      int8-fbgemm, code predictor int8-fbgemm
+    and "(cached ...)" instead of the measurement on later starts."""
+    if precision.talker in ("float32", "bfloat16"):
+        return plan  # nothing quantized
+    what = (f"{precision.generation} (talker {precision.talker}, code predictor "
+            f"{precision.predictor})")
+    path = Path(data_dir) / "faithfulness" / f"{_key(folder, precision)}.json" \
+        if data_dir is not None else None
+    if path is not None and path.is_file():
+        try:
+            cached = json.loads(path.read_text(encoding="utf-8"))
+            moved = [Move(**m) for m in cached["moved"]]
+            served = apply(folder, model, plan, moved) if moved else plan
+            _LOGGER.info("Faithfulness of %s against float32 (cached from %s in %s): %s; %s; "
+                         "%s", what, cached["date"], path, cached["figures"],
+                         describe_moves(moved), _serving(served))
+            return served
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            _LOGGER.warning("Ignoring the cached faithfulness result %s: %s", path, err)
+    fallback = precision.auto
+    served, report = measure(folder, model, tokenizer, plan, fallback=fallback)
+    _LOGGER.info("Faithfulness of %s against float32, teacher-forced on %d tokens (%s) in "
+                 "%.1f s: %s; %s; %s", what, report.tokens, ", ".join(report.languages),
+                 report.seconds, report.figures(), describe_moves(report.moved),
+                 _serving(served))
+    if not fallback:
+        exceeded = _exceeded(report)
+        if exceeded:
+            _LOGGER.warning("Out of bounds with --dtype %s (kept, as asked; --dtype auto "
+                            "would fall back): %s", precision.generation, "; ".join(exceeded))
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{id(report)}")
+            tmp.write_text(json.dumps({
+                "date": time.strftime("%Y-%m-%d %H:%M"), "folder": str(folder),
+                "precision": precision.describe(), "figures": report.figures(),
+                "moved": [asdict(m) for m in report.moved],
+                "report": {"talker": asdict(report.talker),
+                           "predictor": asdict(report.predictor), "tokens": report.tokens,
+                           "languages": report.languages, "seconds": report.seconds},
+            }, indent=1) + "\n", encoding="utf-8")
+            tmp.replace(path)
+        except OSError as err:
+            _LOGGER.warning("Could not cache the faithfulness result in %s: %s", path, err)
+    return served
+
+
+def _exceeded(report: Report) -> list[str]:
+    out = []
+    for name, figures in ((TALKER, report.talker), (PREDICTOR, report.predictor)):
+        over = [i for i, r in enumerate(figures.layers)
+                if r["error"] > BOUNDS[family(r["scheme"])]]
+        if over:
+            out.append(f"{name} layers {_ranges(over)} (up to {figures.worst_layer:.4f})")
+        if figures.layers:
+            bound = STACK_BOUNDS[family(figures.layers[0]["scheme"])]
+            if figures.hidden > bound:
+                out.append(f"{name} last hidden {figures.hidden:.4f} > {bound}")
+    return out
