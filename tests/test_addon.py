@@ -417,7 +417,7 @@ def test_options_and_schema(config):
     )
     assert set(element_validator(schema["language"]).validators[1].container) == LANGUAGES
     assert element_validator(schema["dtype"]).validators[1].container == [
-        "auto", "float32", "bfloat16", "int8",
+        "auto", "float32", "bfloat16", "int8", "int8-weight-only", "int4", "int4-all",
     ]  # fmt: skip
     for key in ("streaming", "warmup", "debug_logging"):
         assert schema[key] == "bool"

@@ -98,7 +98,9 @@ def build_parser() -> _Parser:
                   help="language to speak: auto (detect per sentence) or one of "
                        + ", ".join(LANGUAGES) + " (or its code, e.g. de)")
     parser.option("--dtype", default="auto", choices=DTYPES,
-                  help="weights/compute type of the generator")
+                  help="precision of the talker and code predictor: auto (per CPU, checked "
+                       "against float32 at the first load), float32, bfloat16, int8, "
+                       "int8-weight-only, int4 (code predictor 4-bit), int4-all")
     parser.option("--threads", type=int, default=0,
                   help="torch intra-op threads; 0 = all physical cores")
     parser.option("--interop-threads", type=int, default=0,
