@@ -123,8 +123,8 @@ def load_first_model(args: argparse.Namespace, catalog: Catalog) -> Loaded:
 
 async def start_http(args: argparse.Namespace, service: Service, voices: VoiceStore):
     """The HTTP front door (--http), in this event loop; FastAPI is imported only here."""
-    from .http.settings import HttpSettings
     from .http.server import HttpServer
+    from .http.settings import HttpSettings
 
     if args.voice:
         voices.protected.add(normalize(args.voice))

@@ -33,8 +33,8 @@ qemu-user an aarch64 process sees the host's x86 flags in /proc/cpuinfo, so on A
 features come from the auxiliary vector (AT_HWCAP, what the kernel or qemu grants), and only
 x86 reads /proc/cpuinfo's `flags`.  `ATEN_CPU_CAPABILITY=avx2` (or `default`) caps the x86
 features as torch is capped: with FBGEMM_ENABLE_INSTRUCTIONS=AVX2, MKL_ENABLE_INSTRUCTIONS=AVX2
-and ONEDNN_MAX_CPU_ISA=AVX2 (AVX2_ENV) an AVX-512 machine then runs as the x86-avx2 class,
-fused kernels compiled for Haswell included.
+and ONEDNN_MAX_CPU_ISA=AVX2 (AVX2_ENV) an AVX-512 machine then runs as the x86-avx2 class
+(the fused kernels too with QWEN3_TTS_KERNELS_MARCH=haswell: dev.peers.avx2_env).
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 
 from . import parse_http_uri
 from .api import create_app
-from .settings import HttpSettings
 from .audio import stretch
+from .settings import HttpSettings
 
 _LOGGER = logging.getLogger(__name__)
 
