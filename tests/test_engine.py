@@ -9,25 +9,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from markers import needs_int8
 
 from wyoming_qwen3_tts.engine.decoding import Sampling
 from wyoming_qwen3_tts.engine.engine import Engine, EngineInputError, EngineLoadError, StreamStats
 from wyoming_qwen3_tts.engine.quantize import FLOAT_LINEAR, ProductLinear
 from wyoming_qwen3_tts.engine.vocoder import StreamingVocoder
-
-
-def _no_int8() -> str:
-    """Why `--dtype int8` cannot load on this machine (e.g. aarch64: no fbgemm), or ''."""
-    from wyoming_qwen3_tts.engine.precision import choose_precision
-
-    try:
-        choose_precision("int8")
-    except ValueError as err:
-        return str(err)
-    return ""
-
-
-needs_int8 = pytest.mark.skipif(bool(_no_int8()), reason=f"no int8 here: {_no_int8()}")
 
 GREEDY = dict(do_sample=False, subtalker_dosample=False)
 TEXT = "Hello there, this is a small test."

@@ -10,25 +10,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from markers import needs_int8
 
 from wyoming_qwen3_tts.engine import kernels
 from wyoming_qwen3_tts.engine.decoding import FusedStep
 from wyoming_qwen3_tts.engine.engine import Engine
 from wyoming_qwen3_tts.engine.kernels import Attention
-
-
-def _no_int8() -> str:
-    """Why `--dtype int8` cannot load on this machine (e.g. aarch64: no fbgemm), or ''."""
-    from wyoming_qwen3_tts.engine.precision import choose_precision
-
-    try:
-        choose_precision("int8")
-    except ValueError as err:
-        return str(err)
-    return ""
-
-
-needs_int8 = pytest.mark.skipif(bool(_no_int8()), reason=f"no int8 here: {_no_int8()}")
 
 
 @pytest.fixture(scope="module")

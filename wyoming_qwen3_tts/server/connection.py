@@ -92,8 +92,9 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
                                                    * BYTES_PER_SECOND))
         self._last_activity = time.monotonic()  # last complete event in or event out
         self._eof_written = False
+        self._answering = True  # False once a closing error is due: no answer event after it
         self._lane = Lane()
-        self._sender = Sender(self.write_event, service.settings.samples_per_chunk)
+        self._sender = Sender(self._write_answer, service.settings.samples_per_chunk)
         self._sender_task: asyncio.Task | None = None
         self._stream: Speech | None = None
         self._ignored_stream = False
@@ -203,10 +204,21 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
             speech.cancel()
 
     def _stop_answering(self) -> None:
-        """Before a closing error: nothing more is generated or sent on this connection."""
+        """Before a closing error: nothing more is generated or sent on this connection.  The
+        gate matters beside the cancel: a write that completes as the sender task is cancelled
+        can swallow the cancellation (asyncio.wait_for before Python 3.12), and its next chunk
+        would follow the error."""
+        self._answering = False
         self._cancel_all()
         if self._sender_task is not None:
             self._sender_task.cancel()
+
+    async def _write_answer(self, event: Event) -> None:
+        """The sender's writes: audio and the events that end an answer, until the connection
+        stops answering."""
+        if not self._answering:
+            raise ConnectionResetError("the connection no longer answers")
+        await self.write_event(event)
 
     def _drop(self, err: BaseException) -> None:
         """The client does not read: cancel its requests and close at once, dropping the
@@ -337,7 +349,8 @@ class Qwen3TtsEventHandler(AsyncEventHandler):
         except SlowClient as err:
             self._drop(err)
         except (ConnectionError, OSError) as err:
-            _LOGGER.debug("Could not send audio, client gone: %s", err)
-            await self.stop()
+            if self._answering:  # else whoever stopped the answers closes, after its error
+                _LOGGER.debug("Could not send audio, client gone: %s", err)
+                await self.stop()
         except asyncio.CancelledError:
             pass
