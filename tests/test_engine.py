@@ -13,7 +13,7 @@ from markers import needs_int8
 
 from wyoming_qwen3_tts.engine.decoding import Sampling
 from wyoming_qwen3_tts.engine.engine import Engine, EngineInputError, EngineLoadError, StreamStats
-from wyoming_qwen3_tts.engine.quantize import FLOAT_LINEAR, ProductLinear
+from wyoming_qwen3_tts.engine.quantize import FLOAT_LINEAR, ProductLinear, product_of
 from wyoming_qwen3_tts.engine.vocoder import StreamingVocoder
 
 GREEDY = dict(do_sample=False, subtalker_dosample=False)
@@ -156,6 +156,7 @@ def test_stops_at_eos(tiny_custom_voice, tmp_path_factory):
         biased.bias.zero_()
         biased.bias[eos] = 1e4
     engine.model.talker.codec_head = biased
+    engine.generator._codec_head = product_of(biased)  # the decode loop calls it as a product
     stats = StreamStats()
     samples = pcm_samples(engine.stream(TEXT, speaker="Ryan", stats=stats))
     # EOS is suppressed for the first two frames, exactly as in the library
