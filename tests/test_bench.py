@@ -56,3 +56,24 @@ def test_section_tables_render():
         **row, "ms_per_frame": 100.0}}}}
     assert "| vox | 1 | 100.0 | 10.0 | 20.0 | 15.0 | 0.3 | 2.00 | 1.00 | 1.00 | 1.00 |" in \
         "\n".join(peers.markdown_peers(versus))
+
+
+def test_arm_prediction_takes_the_larger_bound_and_reads_count_frame_lines(tmp_path):
+    from wyoming_qwen3_tts.dev import bench_arm
+
+    row = {"dtype": "int8", "talker_scheme": "int8-wo-f32", "predictor_scheme": "int8-wo-f32",
+           "instructions_per_frame": {"generation": 200e6, "talker": 50e6,
+                                      "code_predictor": 150e6, "vocoder": 100e6},
+           "weight_bytes_per_frame": {"generation": 1.0e9, "vocoder": 5e7}}
+    saved = tmp_path / "counts.txt"
+    saved.write_text("aarch64: qcount: 1 instructions\n" + json.dumps(row) + "\n")
+    [read] = bench_arm.read_counts(saved, "a76")
+    board, (ipc, cores, gbs) = bench_arm.PI5, bench_arm.PI5.low
+    rate = ipc * cores * board.clock_ghz * 1e9
+    memory_bound = 1.0e9 / (gbs * 1e9) + 100e6 / rate  # 1 GB at 10 GB/s outweighs 200 M ins.
+    assert bench_arm.predict(read)["rtf_pessimistic"] == round(memory_bound / 0.08, 2)
+    heavier = {**read, "instructions_per_frame": {**row["instructions_per_frame"],
+                                                  "generation": 20e9}}
+    assert bench_arm.predict(heavier)["rtf_pessimistic"] > 10 * memory_bound / 0.08
+    table = bench_arm.markdown([read])
+    assert any(line.startswith("| a76 (Raspberry Pi 5) | int8 |") for line in table)

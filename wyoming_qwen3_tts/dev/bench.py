@@ -355,7 +355,8 @@ def markdown(report: dict) -> str:
         + (f" --avx2 {report['avx2']}" if report.get("avx2") else "")
         + (" --under-load" if report.get("under_load") else "")
         + (" --peers" if report.get("peers") else "")
-        + (" --vocoder" if report.get("vocoder") else "") + "` "
+        + (" --vocoder" if report.get("vocoder") else "")
+        + (f" --arm {report['arm_dtypes']}" if report.get("arm") else "") + "` "
         f"on {report['date']}. Random weights at the published {report['size']} "
         f"{report['type']} geometry (compute is real, audio is noise), {report['frames']} frames "
         f"({report['frames'] * 0.08:.1f} s of audio) forced for every row, text of "
@@ -422,6 +423,10 @@ def markdown(report: dict) -> str:
             lines += peers.markdown_under_load(report["under_load"])
         if report.get("peers"):
             lines += peers.markdown_peers(report["peers"])
+    if report.get("arm"):
+        from .bench_arm import markdown as arm_markdown
+
+        lines += arm_markdown(report["arm"])
     if report.get("server"):
         lines += ["", "### Through the Wyoming server (precision auto)", "",
                   "| mode | first audio chunk s | total s | audio s | RTF |",
@@ -481,6 +486,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vocoder", action="store_true",
                         help="also the vocoder's step under other runtimes and torch options "
                         "(vocoder_runtimes; with the AVX2 cap too)")
+    parser.add_argument("--arm", default="",
+                        help="also the aarch64 section: these --dtype names counted emulated "
+                             "on a Cortex-A76 (script/aarch64; needs root; slow)")
+    parser.add_argument("--arm-counts", type=Path,
+                        help="count_frame.py output saved before, instead of counting again")
     parser.add_argument("--rounds", type=int, help="interleaved rounds of those sections")
     parser.add_argument("--run", help=argparse.SUPPRESS)  # one configuration, in a subprocess
     parser.add_argument("--repeats", type=int, help=argparse.SUPPRESS)
@@ -557,6 +567,12 @@ def main(argv: list[str] | None = None) -> None:
         from .peers import against_peers
 
         report["peers"] = against_peers(frames, rounds, args.size, args.type)
+    if args.arm:
+        from . import bench_arm
+
+        report["arm_dtypes"] = args.arm
+        report["arm"] = (bench_arm.read_counts(args.arm_counts, "a76") if args.arm_counts
+                         else bench_arm.count("a76", args.size, args.type, args.arm, 3))
     if args.server:
         from .bench_server import measure_server
 
