@@ -356,6 +356,7 @@ def markdown(report: dict) -> str:
         + (" --under-load" if report.get("under_load") else "")
         + (" --peers" if report.get("peers") else "")
         + (" --vocoder" if report.get("vocoder") else "")
+        + (" --outliers" if report.get("outliers") else "")
         + (f" --arm {report['arm_dtypes']}" if report.get("arm") else "") + "` "
         f"on {report['date']}. Random weights at the published {report['size']} "
         f"{report['type']} geometry (compute is real, audio is noise), {report['frames']} frames "
@@ -423,6 +424,10 @@ def markdown(report: dict) -> str:
             lines += peers.markdown_under_load(report["under_load"])
         if report.get("peers"):
             lines += peers.markdown_peers(report["peers"])
+    if report.get("outliers"):
+        from .outliers import markdown_outliers
+
+        lines += markdown_outliers(report["outliers"])
     if report.get("arm"):
         from .bench_arm import markdown as arm_markdown
 
@@ -486,6 +491,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vocoder", action="store_true",
                         help="also the vocoder's step under other runtimes and torch options "
                         "(vocoder_runtimes; with the AVX2 cap too)")
+    parser.add_argument("--outliers", action="store_true",
+                        help="also the outlier-safety table (dev.outliers: Qwen-like outlier "
+                             "variants of the checkpoint, every scheme against float32)")
     parser.add_argument("--arm", default="",
                         help="also the aarch64 section: these --dtype names counted emulated "
                              "on a Cortex-A76 (script/aarch64; needs root; slow)")
@@ -567,6 +575,10 @@ def main(argv: list[str] | None = None) -> None:
         from .peers import against_peers
 
         report["peers"] = against_peers(frames, rounds, args.size, args.type)
+    if args.outliers:
+        from .outliers import outlier_table
+
+        report["outliers"] = outlier_table(args.size)
     if args.arm:
         from . import bench_arm
 
