@@ -347,11 +347,13 @@ def greedy_agreement(dtype: str, frames: int = 20) -> dict:
 def markdown(report: dict) -> str:
     m = report["machine"]
     lines = [
-        f"## {report['size']} {report['type']}" + (" (quick)" if report["quick"] else ""),
+        f"## {report['size']} {report['type']}" + (" (quick)" if report["quick"] else "")
+        + ("" if report["runs"] else ": analyses without timed rows"),
         "",
         "Produced by `python -m wyoming_qwen3_tts.dev.bench"
         + (" --quick" if report["quick"] else "") + f" --size {report['size']} "
         f"--type {report['type']}" + (" --server" if report.get("server") else "")
+        + ("" if report["runs"] else " --dtypes '' --official '' --no-quality")
         + (f" --avx2 {report['avx2']}" if report.get("avx2") else "")
         + (" --under-load" if report.get("under_load") else "")
         + (" --peers" if report.get("peers") else "")
@@ -380,8 +382,10 @@ def markdown(report: dict) -> str:
         "| serving RSS GB |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    base = report["runs"][0]["total_s"]
+    if not report["runs"]:  # --dtypes '' --official '': only the sections below
+        del lines[-4:]
     for r in report["runs"]:
+        base = report["runs"][0]["total_s"]
         lines.append(
             f"| {r['name']} | {r['rtf']} | {base / r['total_s']:.2f}x | {r['first_audio_s']} "
             f"| {r['ms_per_frame']} | {r.get('talker_ms', '')} | {r.get('code_predictor_ms', '')} "
@@ -453,7 +457,8 @@ of the same size and type replaces its section.
 
 def write_reports(md_path: Path, json_path: Path, report: dict) -> str:
     """Add or replace this run's section in BENCHMARKS.md and results.json."""
-    key = f"{report['size']}-{report['type']}" + ("-quick" if report["quick"] else "")
+    key = (f"{report['size']}-{report['type']}" + ("-quick" if report["quick"] else "")
+           + ("" if report["runs"] else "-analyses"))
     results = json.loads(json_path.read_text()) if json_path.is_file() else {}
     if "runs" in results:  # a single report from an older layout
         results = {}
