@@ -16,6 +16,7 @@ are shared and noisy; absolute times move with the neighbours.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import logging
@@ -150,6 +151,40 @@ def weight_bytes_per_frame(engine: Engine) -> int:
         + linear_bytes(talker.code_predictor.small_to_mtp_projection)
 
 
+def product_ms_per_frame(engine: Engine, rounds: int = 7) -> float:
+    """The matrix products of one frame timed on their own, on a single token of random
+    input (the talker's layers once, the code predictor's layers and one head per pass, 15
+    passes, the codec head): what a frame would cost with nothing around its products.  The
+    rest of the generation time (attention, norms, the rotary embedding, sampling, embedding
+    sums, copies, Python) is the frame's non-product time."""
+    from ..engine.quantize import product_of
+
+    plan, gen = engine.plan, engine.generator
+    passes = len(plan.predictor_heads)
+    calls = [(p, 1) for layer in plan.talker.layers for p in layer.products]
+    calls += [(p, passes) for layer in plan.predictor.layers for p in layer.products]
+    calls += [(head, 1) for head in plan.predictor_heads]
+    calls += [(gen._codec_head, 1)]
+    with contextlib.suppress(TypeError):  # an identity projection (0.6B) is no product
+        calls += [(product_of(engine.model.talker.code_predictor.small_to_mtp_projection),
+                   passes)]
+    inputs: dict[tuple[int, torch.dtype], torch.Tensor] = {}
+    for product, _ in calls:
+        key = (product.in_features, plan.talker.activations)
+        inputs.setdefault(key, torch.randn(1, 1, key[0]).to(key[1]))
+    with torch.inference_mode():
+        def one_frame() -> float:
+            start = time.perf_counter()
+            for product, times in calls:
+                x = inputs[(product.in_features, plan.talker.activations)]
+                for _ in range(times):
+                    product(x)
+            return time.perf_counter() - start
+
+        one_frame()  # warm-up
+        return 1000 * float(np.median([one_frame() for _ in range(rounds)]))
+
+
 # -- runs --------------------------------------------------------------------------------
 REFERENCE_TEXT = "This is how my own voice sounds on a quiet day."
 
@@ -265,6 +300,7 @@ def run_ours(folder: Path, dtype: str, frames: int, repeats: int) -> dict:
             if best is None or stats.total_seconds < best[1].total_seconds:
                 best = (timers, stats)
     assert best is not None, "repeats must be at least 1"
+    products_ms = product_ms_per_frame(engine)
     timers, stats = best
     n = stats.frames
     per_frame = {k: 1000 * v / n for k, v in timers.seconds.items()}
@@ -285,6 +321,8 @@ def run_ours(folder: Path, dtype: str, frames: int, repeats: int) -> dict:
         "talker_ms": round(per_frame.get("talker", 0), 1),
         "code_predictor_ms": round(per_frame.get("code_predictor", 0), 1),
         "vocoder_ms": round(per_frame.get("vocoder", 0), 1),
+        "products_ms": round(products_ms, 1),
+        "non_product_ms": round(gen_ms - products_ms, 1),
         "weights_mb_per_frame": round(bytes_per_frame / 1e6),
         "achieved_gbs": round(bytes_per_frame / (gen_ms / 1000) / 1e9, 1) if gen_ms else None,
         "peak_rss_gb": round(max(load_peak, rss.peak) / 1e9, 2),
@@ -375,12 +413,15 @@ def markdown(report: dict) -> str:
         "frame / generation time per frame (the decode steps are memory-bound: compare with "
         "the machine's bandwidth). Peak RSS covers loading and serving (it counts the "
         "checkpoint file's mapped pages while loading); serving RSS is the peak after loading "
-        "and warm-up, while speaking.",
+        "and warm-up, while speaking. Products alone: the frame's matrix products timed on "
+        "their own on one token (talker once, code predictor 15 passes, heads); non-product "
+        "= talker + code predictor time - that (attention, norms, sampling, embeddings, "
+        "copies, Python).",
         "",
         "| path | RTF | speed-up | first audio s | ms/frame | talker ms | code predictor ms "
-        "| vocoder ms | prefill s | weights MB/frame | achieved GB/s | peak RSS GB "
-        "| serving RSS GB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| vocoder ms | products alone ms | non-product ms | prefill s | weights MB/frame "
+        "| achieved GB/s | peak RSS GB | serving RSS GB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     if not report["runs"]:  # --dtypes '' --official '': only the sections below
         del lines[-4:]
@@ -389,7 +430,8 @@ def markdown(report: dict) -> str:
         lines.append(
             f"| {r['name']} | {r['rtf']} | {base / r['total_s']:.2f}x | {r['first_audio_s']} "
             f"| {r['ms_per_frame']} | {r.get('talker_ms', '')} | {r.get('code_predictor_ms', '')} "
-            f"| {r.get('vocoder_ms', '')} | {r.get('prefill_s', '')} "
+            f"| {r.get('vocoder_ms', '')} | {r.get('products_ms', '')} "
+            f"| {r.get('non_product_ms', '')} | {r.get('prefill_s', '')} "
             f"| {r.get('weights_mb_per_frame', '')} | {r.get('achieved_gbs', '')} "
             f"| {r['peak_rss_gb']} | {r.get('serving_rss_gb', '')} |"
         )
