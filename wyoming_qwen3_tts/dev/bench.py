@@ -264,6 +264,8 @@ def timed_engine(engine: Engine, timers: Timers):
 
 
 TORCH_OPS = "-torch-ops"  # e.g. "int8-torch-ops": int8 without the fused kernels (A/B)
+DEFAULT_DTYPES = f"float32,bfloat16,int8{TORCH_OPS},int8,auto"
+DEFAULT_OFFICIAL = "float32,bfloat16"
 AVX2_CAP = "@avx2"  # e.g. "auto@avx2": this machine capped to AVX2 (peers.avx2_env), own process
 
 
@@ -392,6 +394,10 @@ def markdown(report: dict) -> str:
         + (" --quick" if report["quick"] else "") + f" --size {report['size']} "
         f"--type {report['type']}" + (" --server" if report.get("server") else "")
         + ("" if report["runs"] else " --dtypes '' --official '' --no-quality")
+        + (f" --dtypes {report['dtypes']}" if report["runs"] and report.get("dtypes")
+           not in (None, DEFAULT_DTYPES) else "")
+        + (f" --official {report['official']}" if report["runs"] and report.get("official")
+           not in (None, DEFAULT_OFFICIAL) else "")
         + (f" --avx2 {report['avx2']}" if report.get("avx2") else "")
         + (" --under-load" if report.get("under_load") else "")
         + (" --peers" if report.get("peers") else "")
@@ -519,10 +525,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--type", default="custom_voice")
     parser.add_argument("--quick", action="store_true", help="fewer frames and runs (< 5 min)")
     parser.add_argument("--frames", type=int, help="frames per run (default 125, quick 25)")
-    parser.add_argument("--dtypes", default=f"float32,bfloat16,int8{TORCH_OPS},int8,auto",
+    parser.add_argument("--dtypes", default=DEFAULT_DTYPES,
                         help=f"our precisions to run; int8{TORCH_OPS} = int8 without the "
                         "fused kernels")
-    parser.add_argument("--official", default="float32,bfloat16",
+    parser.add_argument("--official", default=DEFAULT_OFFICIAL,
                         help="dtypes for the official path ('' to skip)")
     parser.add_argument("--threads", type=int, default=0, help="0 = all physical cores")
     parser.add_argument("--no-quality", action="store_true")
@@ -575,7 +581,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {"date": time.strftime("%Y-%m-%d"), "size": args.size, "type": args.type,
               "frames": frames, "repeats": repeats, "quick": args.quick,
               "machine": machine_info(threads), "runs": [], "quality": {},
-              "avx2": args.avx2}
+              "avx2": args.avx2, "dtypes": args.dtypes, "official": args.official}
     official = [d for d in args.official.split(",") if d]
     if args.quick:
         official = official[:1]
