@@ -169,9 +169,11 @@ async def test_full_queue_is_answered_with_an_error(server):
     mark = server.mark()
     a = await non_reader(server.port, f"{LONG_TEXT} {LONG_TEXT}")
     b = await non_reader(server.port, f"{LONG_TEXT} {LONG_TEXT}")
+    server.wait_for_log(r"Segment: ", after=mark, timeout=60)  # both are in
+    # C connects only now: a connection open while the machine is slow to start A would
+    # pass --idle-timeout before it sends anything
     c = await connect(server.port)
     try:
-        server.wait_for_log(r"Segment: ", after=mark, timeout=60)  # both are in
         await c.write_event(Synthesize(text="Me too.").event())
         events = await read_until(c, "audio-stop", timeout=10)
         assert [e.type for e in events] == ["error", "audio-stop"]
@@ -195,12 +197,12 @@ async def test_full_queue_is_answered_with_an_error(server):
 
 
 async def test_client_that_does_not_read_is_dropped_without_stalling_others(server):
+    mark = server.mark()  # before connecting: the connection must not sit idle meanwhile
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
     sock.connect(("127.0.0.1", server.port))
     sock.setblocking(False)
     reader, writer = await asyncio.open_connection(sock=sock)
-    mark = server.mark()
     try:
         # about 32 s of audio: more than the socket buffers, MAX_UNREAD and the worker's
         # channel hold together
