@@ -23,7 +23,10 @@ def test_bench_writes_both_reports(tiny_custom_voice, tmp_path):
     assert "torch ops only" in names[1] and "fused kernels" not in names[1]
     assert "fused kernels" in names[2]
     assert all(r["frames"] == 4 and r["rtf"] > 0 for r in runs[1:])
-    assert all(r["products_ms"] > 0 and "non_product_ms" in r for r in runs[1:])
+    for r in runs[1:]:  # products alone and the rest add up to generation, at any speed
+        assert r["products_ms"] >= 0
+        assert abs(r["products_ms"] + r["non_product_ms"]
+                   - (r["talker_ms"] + r["code_predictor_ms"])) <= 0.3, r
     text = md.read_text()
     assert "## tiny custom_voice" in text and "| official" in text and "fused kernels" in text
 
