@@ -113,6 +113,47 @@ def test_streamed_pcm_matches_whole_decoding(custom: Engine, schedule):
     assert np.sqrt(np.mean(whole**2)) > 1e-2  # the tiny model really makes sound
 
 
+def stored_dtype(folder, part: str) -> torch.dtype:
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as f:
+        name = next(n for n in f.keys() if part in n)
+        return f.get_tensor(name).dtype
+
+
+def _owns_its_memory(t: torch.Tensor) -> bool:
+    return t.untyped_storage().nbytes() == t.numel() * t.element_size()
+
+
+def test_memory_is_held_only_for_what_is_used(custom: Engine):
+    # the vocoder's carried state: copies of the chunk tails, not views that keep each
+    # convolution's whole input alive until the next chunk
+    codes = our_codes(custom, TEXT, 20, speaker="Ryan")
+    vocoder = StreamingVocoder(custom.decoder, schedule=(3, 6))
+    for frame in codes:
+        vocoder.push(frame)
+    assert vocoder.state.conv_state
+    assert all(_owns_its_memory(t) for t in vocoder.state.conv_state.values())
+    # the talker's KV cache grows for a long utterance and goes back to its initial length
+    stack = custom.generator.talker_stack
+    initial = stack.initial_length
+    try:
+        stack.initial_length = 8
+        stack.release()
+        assert stack.cache.length == 8
+        _, gen = custom.frames(TEXT, max_frames=30, speaker="Ryan")
+        positions = []
+        for _ in gen:
+            positions.append(stack.cache.length)
+        assert len(positions) == 30 and max(positions) >= 30
+        assert stack.cache.length == 8
+    finally:
+        stack.initial_length = initial
+    # and it still speaks like the library
+    assert torch.equal(our_codes(custom, TEXT, 24, speaker="Ryan", language="english"),
+                       library_codes(custom, TEXT, 24, speaker="Ryan", language="english"))
+
+
 def test_first_chunk_after_few_frames(custom: Engine):
     stats = StreamStats()
     gen = custom.stream(TEXT, speaker="Ryan", stats=stats)
@@ -175,6 +216,15 @@ def test_each_dtype_loads_and_speaks(tiny_custom_voice, tmp_path_factory, dtype)
         assert isinstance(engine.model.talker.codec_head, torch.ao.nn.quantized.dynamic.Linear)
     elif dtype.startswith("int"):  # the rest of the talker in int8 too
         assert isinstance(engine.model.talker.codec_head, ProductLinear)
+    if dtype.startswith("int") or dtype == "auto":
+        # embedding tables in the checkpoint's own dtype (bfloat16 here), in memory of their
+        # own: no view left on the memory-mapped checkpoint file
+        # (the published checkpoints store bfloat16, the tiny one float32)
+        tables = [engine.model.talker.get_input_embeddings(),
+                  *engine.model.talker.code_predictor.get_input_embeddings()]
+        assert {t.weight.dtype for t in tables} == {stored_dtype(tiny_custom_voice,
+                                                                  "codec_embedding")}
+        assert all(_owns_its_memory(t.weight) for t in tables)
     for stack, scheme in ((engine.plan.talker, engine.precision.talker),
                           (engine.plan.predictor, engine.precision.predictor)):
         assert stack.scheme == scheme

@@ -189,8 +189,16 @@ def test_unwritable_cache_falls_back_to_temp(tmp_path, monkeypatch):
 def test_fused_step_refuses_positions_past_the_cache(lib, int8_engine):
     stack = int8_engine.generator.predictor_stack
     hidden = stack.plan.hidden
+    length = stack.cache.length
+    # the kernels write the cache unchecked: the fused step itself refuses
     with torch.inference_mode(), pytest.raises(ValueError, match="reserve"):
-        stack.forward(torch.randn(1, 1, hidden), stack.cache.length)
+        stack._fused(torch.randn(1, 1, hidden), length)
+    # the stack's forward grows the cache first, and release() gives it back
+    with torch.inference_mode():
+        stack.forward(torch.randn(1, 1, hidden), length)
+    assert stack.cache.length > length
+    stack.release()
+    assert stack.cache.length == stack.initial_length
 
 
 def test_kernels_target_can_be_picked(monkeypatch):

@@ -64,12 +64,17 @@ def sample(logits: torch.Tensor, do_sample: bool, top_k: int, top_p: float,
 
 
 class KVCache:
-    """Preallocated keys and values of one transformer stack, reused across requests."""
+    """Preallocated keys and values of one transformer stack, reused across requests.
+
+    Uninitialised (torch.empty): positions are always written before they are read (the
+    torch path slices [:end], kernels.c reads positions 0..pos), and memory pages nobody has
+    written are not resident, so the cache's resident size follows the positions used, not
+    its capacity."""
 
     def __init__(self, layers: int, kv_heads: int, head_dim: int, length: int, dtype) -> None:
         shape = (layers, 1, kv_heads, length, head_dim)
-        self.k = torch.zeros(shape, dtype=dtype)
-        self.v = torch.zeros(shape, dtype=dtype)
+        self.k = torch.empty(shape, dtype=dtype)
+        self.v = torch.empty(shape, dtype=dtype)
 
     @property
     def length(self) -> int:
@@ -82,6 +87,7 @@ class Stack:
 
     def __init__(self, plan: StackPlan, initial_length: int, kernels=None) -> None:
         self.plan = plan
+        self.initial_length = initial_length
         self.layers = plan.layers
         self.head_dim = plan.head_dim
         self.kv_heads = plan.kv_heads
@@ -122,12 +128,14 @@ class Stack:
         self.cache.v[:, :, :, : old.length] = old.v
         self._rope_table(length)
 
-    def release(self, length: int) -> None:
-        """Shrink back to `length` positions after an unusually long utterance."""
-        if self.cache.length > length:
-            self.cache = KVCache(len(self.layers), self.kv_heads, self.head_dim, length,
-                                 self.dtype)
-            self._rope_table(length)
+    def release(self) -> None:
+        """Shrink back to the initial length after a longer utterance: a server that once
+        spoke a long sentence keeps no cache for it (0.23 MB per position for the 0.6B
+        talker in float32)."""
+        if self.cache.length > self.initial_length:
+            self.cache = KVCache(len(self.layers), self.kv_heads, self.head_dim,
+                                 self.initial_length, self.dtype)
+            self._rope_table(self.initial_length)
 
     def forward(self, x: torch.Tensor, pos: int) -> torch.Tensor:
         """Run x [1, T, hidden] at positions pos..pos+T-1; returns the normed hidden states.
@@ -135,6 +143,7 @@ class Stack:
         With a float32 plan this is the library's arithmetic operation for operation (the
         q and k heads normed and rotated together: elementwise, so the same values)."""
         t = x.shape[1]
+        self.reserve(pos + t)
         if self._fused is not None and t <= self._fused.max_tokens:
             return self._fused(x, pos)
         if t > 1 and pos > 0:  # our loop never does this: attention below assumes it
@@ -297,6 +306,8 @@ class FrameGenerator:
         # the library suppresses the top 1024 codec ids (control tokens) except EOS
         self.suppress = torch.tensor([i for i in range(vocab - 1024, vocab) if i != self.eos])
         self.min_frames_before_eos = 2  # the library's min_new_tokens
+        # positions for a prompt and a sentence's frames (about 30 + 150, resident only as
+        # used); longer utterances grow the cache for themselves only (release)
         self.talker_stack = Stack(plan.talker, initial_length=512, kernels=kernels)
         self.predictor_stack = Stack(plan.predictor, initial_length=self.groups + 1,
                                      kernels=kernels)
@@ -349,7 +360,8 @@ class FrameGenerator:
         stats = stats if stats is not None else FrameStats()
         stack = self.talker_stack
         prompt_len = prompt.embeds.shape[1]
-        stack.reserve(prompt_len + max_frames + 1)
+        # the cache grows as positions are reached (forward reserves): a sentence's frame cap
+        # is a bound, not a forecast, and reserving it would hold memory for frames never made
         h = stack.forward(prompt.embeds.to(self.dtype), 0)[:, -1:]
         pos = prompt_len
         history: list[int] = []
@@ -382,4 +394,4 @@ class FrameGenerator:
                 h = stack.forward(x, pos)
                 pos += 1
         finally:
-            stack.release(4096)
+            stack.release()

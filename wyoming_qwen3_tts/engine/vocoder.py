@@ -72,7 +72,9 @@ class DecoderState:
             if history is None:
                 history = x.new_zeros(x.shape[0], x.shape[1], pad)
             x = torch.cat([history, x], dim=-1)
-            self.conv_state[id(module)] = x[..., -pad:]
+            # a copy: a view would keep the whole chunk's input alive until the next chunk
+            # (60 MB over the decoder's convolutions for chunks of 16 frames, 0.6B)
+            self.conv_state[id(module)] = x[..., -pad:].clone()
         return _conv1d(module.conv, x)
 
     def transposed_conv(self, module, x: torch.Tensor) -> torch.Tensor:
