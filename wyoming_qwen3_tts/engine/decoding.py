@@ -60,7 +60,13 @@ def sample(logits: torch.Tensor, do_sample: bool, top_k: int, top_p: float,
     if top_p is not None and top_p < 1.0:
         # keep the smallest best-first set whose mass reaches top_p (the best always stays)
         probs = probs.masked_fill(probs.cumsum(-1) - probs >= top_p, 0.0)
-    return int(ids[torch.multinomial(probs, 1, generator=generator)])
+    # the draw by inverse CDF: one uniform number against the running sum of the k
+    # probabilities (torch.multinomial's setup cost 30-120 us a call, 16 calls a frame);
+    # a token of probability 0 never takes a step of the running sum, so it is never drawn
+    cumulative = probs.cumsum(-1)
+    u = torch.rand((), generator=generator) * cumulative[-1]
+    i = int(torch.searchsorted(cumulative, u, right=True))
+    return int(ids[min(i, int((probs > 0).sum()) - 1)])
 
 
 class KVCache:
