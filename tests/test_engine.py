@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from markers import needs_int8
 
+from wyoming_qwen3_tts.engine import overlap
 from wyoming_qwen3_tts.engine.decoding import Sampling
 from wyoming_qwen3_tts.engine.engine import Engine, EngineInputError, EngineLoadError, StreamStats
 from wyoming_qwen3_tts.engine.quantize import FLOAT_LINEAR, ProductLinear, product_of
@@ -165,16 +167,91 @@ def test_first_chunk_after_few_frames(custom: Engine):
     assert np.abs(rest).max() > 100
 
 
-def test_cancel_stops_within_a_frame(custom: Engine):
-    cancel = threading.Event()
+class WatchedCancel(threading.Event):
+    """A cancel event that counts the decode loop's checks: each check that finds it clear
+    starts a frame.  (Generation may run on a thread of its own, beside the vocoder.)"""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames_begun = 0
+        self.begun_at_set: int | None = None
+
+    def is_set(self) -> bool:
+        value = super().is_set()
+        if not value and sys._getframe(1).f_code.co_name == "frames":  # the decode loop's
+            self.frames_begun += 1
+        return value
+
+    def set(self) -> None:
+        self.begun_at_set = self.frames_begun
+        super().set()
+
+
+@pytest.fixture(params=["sequential", "overlapped"])
+def overlapping(request, custom: Engine, monkeypatch):
+    """The engine as it runs by default, and with generation beside the vocoder (overlap.py):
+    two threads whatever the machine's load, and a record of the threads frames came from."""
+    if request.param == "overlapped":
+        monkeypatch.setenv(overlap.ENV, "1")
+        monkeypatch.setattr(custom.governor, "adapt", False)
+        monkeypatch.setattr(custom.governor, "current", 2)
+    threads: set[str] = set()
+    made = custom.generator._other_codes
+
+    def recorded(*args):
+        threads.add(threading.current_thread().name)
+        return made(*args)
+
+    monkeypatch.setattr(custom.generator, "_other_codes", recorded)
+    yield request.param, threads
+    assert (threads == {"generation"}) == (request.param == "overlapped"), threads
+
+
+def test_cancel_stops_within_a_frame(custom: Engine, overlapping):
+    cancel = WatchedCancel()
     stats = StreamStats()
     gen = custom.stream(TEXT, speaker="Ryan", cancel=cancel, stats=stats)
     next(gen)
-    frames_then = stats.frames
+    assert stats.frames == 3  # generation waited for the first chunk to be handed over
     cancel.set()
-    assert list(gen) == []
-    assert stats.frames == frames_then
-    assert stats.frame_cap > frames_then
+    assert list(gen) == []  # nothing after the cancel: frames made meanwhile are dropped
+    assert cancel.begun_at_set is not None
+    assert cancel.frames_begun == cancel.begun_at_set  # no frame started after the cancel
+    assert stats.frames <= cancel.begun_at_set  # the one in flight at most, then stopped
+    assert stats.frame_cap > stats.frames
+    assert not [t for t in threading.enumerate() if t.name == "generation"]
+
+
+def test_generation_beside_the_vocoder(custom: Engine, monkeypatch):
+    # the same PCM with generation on its own thread as all in one thread
+    alone = b"".join(custom.stream(TEXT, speaker="Ryan", max_frames=30, seed=3))
+    monkeypatch.setenv(overlap.ENV, "1")
+    monkeypatch.setattr(custom.governor, "adapt", False)
+    monkeypatch.setattr(custom.governor, "current", 2)  # two threads, even if loaded
+    threads: set[str] = set()
+    made = custom.generator._other_codes
+
+    def recorded(*args):
+        threads.add(threading.current_thread().name)
+        if "FAIL" in threads:
+            raise RuntimeError("generation failed here")
+        return made(*args)
+
+    monkeypatch.setattr(custom.generator, "_other_codes", recorded)
+    spoken = b"".join(custom.stream(TEXT, speaker="Ryan", max_frames=30, seed=3))
+    assert threads == {"generation"}
+    np.testing.assert_allclose(pcm_samples([spoken]), pcm_samples([alone]), atol=4)
+    # closing the stream early stops the generating thread and waits for it
+    gen = custom.stream(TEXT, speaker="Ryan", max_frames=30)
+    next(gen)
+    next(gen)
+    gen.close()
+    assert not [t for t in threading.enumerate() if t.name == "generation"]
+    # an error while generating comes out of the stream, in the caller's thread
+    threads.add("FAIL")
+    with pytest.raises(RuntimeError, match="generation failed here"):
+        list(custom.stream(TEXT, speaker="Ryan", max_frames=30))
+    assert not [t for t in threading.enumerate() if t.name == "generation"]
 
 
 def test_frame_cap(custom: Engine, caplog):

@@ -264,6 +264,7 @@ def timed_engine(engine: Engine, timers: Timers):
 
 
 TORCH_OPS = "-torch-ops"  # e.g. "int8-torch-ops": int8 without the fused kernels (A/B)
+OVERLAP = "-overlap"  # e.g. "auto-overlap": generation beside the vocoder (engine/overlap.py)
 DEFAULT_DTYPES = f"float32,bfloat16,int8{TORCH_OPS},int8,auto"
 DEFAULT_OFFICIAL = "float32,bfloat16"
 AVX2_CAP = "@avx2"  # e.g. "auto@avx2": this machine capped to AVX2 (peers.avx2_env), own process
@@ -272,6 +273,12 @@ AVX2_CAP = "@avx2"  # e.g. "auto@avx2": this machine capped to AVX2 (peers.avx2_
 def run_ours(folder: Path, dtype: str, frames: int, repeats: int) -> dict:
     capped = dtype.endswith(AVX2_CAP)  # the parent set the environment (peers.avx2_env)
     dtype = dtype.removesuffix(AVX2_CAP)
+    overlapped = dtype.endswith(OVERLAP)
+    if overlapped:  # this process only, like TORCH_OPS
+        from ..engine import overlap
+
+        os.environ[overlap.ENV] = "1"
+        dtype = dtype.removesuffix(OVERLAP)
     torch_ops = dtype.endswith(TORCH_OPS)
     if torch_ops:  # this process only: each configuration runs in its own
         os.environ["QWEN3_TTS_KERNELS"] = "0"
@@ -311,7 +318,8 @@ def run_ours(folder: Path, dtype: str, frames: int, repeats: int) -> dict:
     result = {
         "name": f"ours ({engine.precision.describe()}"
         + (", fused kernels" if engine.generator.talker_stack._fused else "")
-        + (", torch ops only" if torch_ops else "") + ")"
+        + (", torch ops only" if torch_ops else "")
+        + (", vocoder beside generation" if overlapped else "") + ")"
         + (" [auto]" if dtype == "auto" else "") + (" [AVX2 cap]" if capped else ""),
         "frames": n,
         "load_s": round(load_s, 1),
@@ -527,7 +535,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, help="frames per run (default 125, quick 25)")
     parser.add_argument("--dtypes", default=DEFAULT_DTYPES,
                         help=f"our precisions to run; int8{TORCH_OPS} = int8 without the "
-                        "fused kernels")
+                        f"fused kernels, auto{OVERLAP} = auto with generation beside the "
+                        "vocoder")
     parser.add_argument("--official", default=DEFAULT_OFFICIAL,
                         help="dtypes for the official path ('' to skip)")
     parser.add_argument("--threads", type=int, default=0, help="0 = all physical cores")

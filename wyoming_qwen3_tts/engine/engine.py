@@ -33,11 +33,12 @@ from . import faithfulness, kernels
 from .cloning import ClonePromptCache
 from .decoding import FrameGenerator, FrameStats, FusedStep, Sampling
 from .loader import load_model, resolve_checkpoint
+from .overlap import overlapped_pcm
 from .precision import Precision, choose_precision, set_threads
 from .prompt import ClonePrompt, PromptBuilder
 from .quantize import ModelPlan
 from .threads import ThreadGovernor
-from .vocoder import DecoderState, StreamingVocoder, stream_pcm
+from .vocoder import DecoderState, StreamingVocoder
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -202,14 +203,16 @@ class Engine:
                                      cancel=cancel, stats=frame_stats)
         stats.frame_cap = self.frame_cap(text) if max_frames is None else max_frames
         return self._pcm(prompt, frames, frame_stats, stats, started, text,
-                         warn_at_cap=max_frames is None)
+                         warn_at_cap=max_frames is None, cancel=cancel)
 
     def _pcm(self, prompt, frames, frame_stats: FrameStats, stats: StreamStats,
-             started: float, text: str, warn_at_cap: bool) -> Iterator[bytes]:
+             started: float, text: str, warn_at_cap: bool,
+             cancel: threading.Event | None = None) -> Iterator[bytes]:
         vocoder = StreamingVocoder(self.decoder, state=self._vocoder_state(prompt.context_codes))
         samples = 0
         try:
-            for pcm in stream_pcm(frames, vocoder):
+            # generation on a thread of its own, beside the vocoder (overlap.py)
+            for pcm in overlapped_pcm(frames, vocoder, lambda: self.governor.current, cancel):
                 stats.frames = frame_stats.frames  # frames generated so far
                 if stats.first_audio_seconds is None:
                     stats.first_audio_seconds = time.monotonic() - started
