@@ -71,3 +71,19 @@ def test_streaming_with_every_convolution_as_product(custom, monkeypatch):
     streamed = np.concatenate([p for p in parts if p is not None])
     np.testing.assert_allclose(streamed, whole, atol=1e-4)
     assert np.sqrt(np.mean(whole ** 2)) > 1e-2
+
+
+@pytest.mark.parametrize("tile", [1, 3, 16])
+def test_convolutional_decoder_in_tiles(custom, monkeypatch, tile):
+    """The convolutional decoder run a few frames at a time (vocoder.TILE_FRAMES, any size,
+    also one that does not divide the chunk) gives whole decoding's samples."""
+    monkeypatch.setattr(vocoder, "TILE_FRAMES", tile)
+    codes = our_codes(custom, TEXT, 20, speaker="Ryan")
+    with torch.inference_mode():
+        whole = custom.decoder(codes.T.unsqueeze(0))[0, 0].float().numpy()
+    stream = StreamingVocoder(custom.decoder, schedule=(3, 8))
+    parts = [w for w in (stream.push(f) for f in codes) if w is not None]
+    parts.append(stream.flush())
+    streamed = np.concatenate([p for p in parts if p is not None])
+    assert streamed.shape == whole.shape
+    np.testing.assert_allclose(streamed, whole, atol=1e-4)

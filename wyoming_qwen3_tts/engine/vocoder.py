@@ -155,8 +155,14 @@ class DecoderState:
         hidden = self.transformer(hidden).permute(0, 2, 1)
         for transposed, convnext in d.upsample:
             hidden = self.convnext(convnext, self.transposed_conv(transposed, hidden))
+        # the convolutional decoder a few frames at a time (see TILE_FRAMES)
+        steps = TILE_FRAMES * hidden.shape[-1] // codes.shape[0]
+        return torch.cat([self.waveform(tile) for tile in hidden.split(steps, dim=-1)])
+
+    def waveform(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The decoder's convolutional blocks: upsampled hidden states -> float samples."""
         wav = hidden
-        for part in d.decoder:
+        for part in self.decoder.decoder:
             kind = _kind(part)
             if kind == "CausalConvNet":
                 wav = self.conv(part, wav)
@@ -166,6 +172,14 @@ class DecoderState:
                 wav = self.snake(part, wav)
         return wav.clamp(min=-1, max=1)[0, 0].float()
 
+
+# The convolutional decoder (upsampling x480 to 24 kHz, channels 1536 -> 96) makes the
+# largest signals: 12 MB a tensor at its last stage for a chunk of 16 frames in float32, and
+# its residual units allocate several at a time.  Each carries its state across calls like a
+# chunk boundary, so it runs TILE_FRAMES frames at a time: the same samples, a working set a
+# quarter the size, whose buffers the allocator then reuses from chunk to chunk instead of
+# mapping fresh pages every time (loader._tune_allocator).
+TILE_FRAMES = 4
 
 # -- the decoder's large-weight convolutions as matrix products -------------------------------
 # At the low frame rates (the first stages) the convolutions have large weights (up to 1536 x
