@@ -400,7 +400,10 @@ def markdown(report: dict) -> str:
         "",
         "Produced by `python -m wyoming_qwen3_tts.dev.bench"
         + (" --quick" if report["quick"] else "") + f" --size {report['size']} "
-        f"--type {report['type']}" + (" --server" if report.get("server") else "")
+        f"--type {report['type']}"
+        + (f" --frames {report['frames']}" if report["runs"] and report.get("frames")
+           != (25 if report["quick"] else 125) else "")
+        + (" --server" if report.get("server") else "")
         + ("" if report["runs"] else " --dtypes '' --official '' --no-quality")
         + (f" --dtypes {report['dtypes']}" if report["runs"] and report.get("dtypes")
            not in (None, DEFAULT_DTYPES) else "")
