@@ -157,7 +157,7 @@ def load_model(folder: Path, precision: Precision):
     predictor with the scheme of each (float32: exactly the library's arithmetic, the
     reference path), the vocoder gets its own precision, the speaker encoder stays float32,
     and except for float32 the speech tokenizer's encoder is dropped unless the model clones
-    voices.  The 0.6B model in int8 then serves in about 2 GB of RSS (5.3 GB for the
+    voices.  The 0.6B model in int8 then serves in about 1.6 GB of RSS (5.3 GB for the
     official float32 path); see BENCHMARKS.md.
     """
     config = read_checkpoint_config(folder)
