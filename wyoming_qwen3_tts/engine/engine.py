@@ -211,7 +211,7 @@ class Engine:
         vocoder = StreamingVocoder(self.decoder, state=self._vocoder_state(prompt.context_codes))
         samples = 0
         try:
-            # generation on a thread of its own, beside the vocoder (overlap.py)
+            # in this thread, or (opt-in, overlap.py) generation on a thread of its own
             for pcm in overlapped_pcm(frames, vocoder, lambda: self.governor.current, cancel):
                 stats.frames = frame_stats.frames  # frames generated so far
                 if stats.first_audio_seconds is None:

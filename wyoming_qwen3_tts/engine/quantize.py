@@ -495,12 +495,12 @@ def _quantize_in_place(module: torch.nn.Module, scheme: str) -> None:
     its own: from_pretrained's tensors are views of the memory-mapped checkpoint, and one view
     left keeps the whole mapping (and every page of it read while converting) resident."""
     for sub in module.modules():
-        for name, param in sub.named_parameters(recurse=False):
-            keep = isinstance(sub, torch.nn.Embedding)
+        keep = isinstance(sub, torch.nn.Embedding)
+        for param in sub.parameters(recurse=False):
             param.data = param.data.clone() if keep else param.data.float()
-            for name, buffer in sub.named_buffers(recurse=False):
-                if buffer.is_floating_point():
-                    setattr(sub, name, buffer.float())
+        for name, buffer in sub.named_buffers(recurse=False):
+            if buffer.is_floating_point():
+                setattr(sub, name, buffer.float())
     if scheme == "int8-fbgemm":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
