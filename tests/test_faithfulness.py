@@ -81,6 +81,16 @@ def within_bounds(folder, tts, served) -> faithfulness.Report:
     return report
 
 
+def same_function(a, b) -> None:
+    """Two served plans compute the same (a cached start redoes what was measured)."""
+    assert layer_schemes(a) == layer_schemes(b)
+    for x_plan, y_plan in ((a.talker, b.talker), (a.predictor, b.predictor)):
+        x = torch.randn(1, 3, x_plan.hidden, generator=torch.Generator().manual_seed(1))
+        with torch.inference_mode():
+            assert torch.allclose(Stack(x_plan, 8).forward(x, 0), Stack(y_plan, 8).forward(x, 0),
+                                  atol=1e-5, rtol=1e-4)
+
+
 def faithfulness_lines(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records
             if r.name == LOGGER and r.getMessage().startswith("Faithfulness of")]
@@ -151,12 +161,15 @@ def test_plain_checkpoint_keeps_every_layer_and_caches(tiny_custom_voice, tmp_pa
                                                        monkeypatch, talker, predictor):
     caplog.set_level(logging.INFO, logger=LOGGER)
     tts, plan, served = checked(tiny_custom_voice, talker, predictor, tmp_path)
-    assert served is plan
+    assert layer_schemes(served) == layer_schemes(plan)  # smoothed at most: same schemes
     (line,) = faithfulness_lines(caplog)
     assert "teacher-forced" in line and "kept every layer" in line
     assert f"serving talker {talker}, code predictor {predictor}" in line
     cached = list((tmp_path / "faithfulness").glob("*.json"))
     assert len(cached) == 1 and json.loads(cached[0].read_text())["moved"] == []
+    smoothed = json.loads(cached[0].read_text())["smoothed"]
+    assert (served is plan) == (not smoothed)
+    assert ("smoothed " in line) == bool(smoothed)
 
     # a later start measures nothing
     def fail(*args, **kwargs):
@@ -165,7 +178,8 @@ def test_plain_checkpoint_keeps_every_layer_and_caches(tiny_custom_voice, tmp_pa
     monkeypatch.setattr(faithfulness, "measure", fail)
     caplog.clear()
     _, plan2, served2 = checked(tiny_custom_voice, talker, predictor, tmp_path)
-    assert served2 is plan2
+    assert (served2 is plan2) == (not smoothed)
+    same_function(served, served2)
     (line,) = faithfulness_lines(caplog)
     assert "(cached from" in line and "kept every layer" in line
     # another precision is another measurement
@@ -190,13 +204,7 @@ def test_outliers_fall_back_and_the_cache_redoes_it(tiny_outliers, tmp_path, cap
     caplog.clear()
     tts2, _, served2 = checked(tiny_outliers, talker, predictor, tmp_path)
     assert "(cached from" in faithfulness_lines(caplog)[0]
-    assert layer_schemes(served2) == layer_schemes(served)
-    # the redone layers compute what the measured ones did
-    for a, b in ((served.talker, served2.talker), (served.predictor, served2.predictor)):
-        x = torch.randn(1, 3, a.hidden, generator=torch.Generator().manual_seed(1))
-        with torch.inference_mode():
-            assert torch.allclose(Stack(a, 8).forward(x, 0), Stack(b, 8).forward(x, 0),
-                                  atol=1e-5, rtol=1e-4)
+    same_function(served, served2)  # the redone layers compute what the measured ones did
 
 
 @pytest.mark.parametrize("talker,predictor", WEIGHT_ONLY)
@@ -210,9 +218,33 @@ def test_an_explicit_dtype_is_kept_with_a_warning(tiny_outliers, tmp_path, caplo
                                                   predictor):
     caplog.set_level(logging.INFO, logger=LOGGER)
     _, plan, served = checked(tiny_outliers, talker, predictor, tmp_path, auto=False)
-    assert served is plan
+    assert layer_schemes(served) == layer_schemes(plan)  # smoothed, not moved
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(m.startswith("Out of bounds with --dtype") for m in warnings), warnings
+
+
+@pytest.mark.parametrize("talker,predictor", ACTIVATION_QUANTIZED[:1])
+def test_smoothed_layers_are_cached_with_their_ranges(tiny_outliers, tmp_path, caplog, talker,
+                                                      predictor):
+    """fbgemm on the outlier checkpoint, as asked (no fallback): layers are kept smoothed;
+    a later start redoes them from the cached ranges; damaged ranges are measured again."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    _, plan, served = checked(tiny_outliers, talker, predictor, tmp_path, auto=False)
+    assert served is not plan and layer_schemes(served) == layer_schemes(plan)
+    assert "smoothed talker layer" in faithfulness_lines(caplog)[0]
+    (ranges,) = (tmp_path / "faithfulness").glob("*.ranges.safetensors")
+    caplog.clear()
+    _, _, served2 = checked(tiny_outliers, talker, predictor, tmp_path, auto=False)
+    assert "(cached from" in faithfulness_lines(caplog)[0]
+    same_function(served, served2)
+
+    ranges.write_bytes(b"not a safetensors file")
+    caplog.clear()
+    _, _, served3 = checked(tiny_outliers, talker, predictor, tmp_path, auto=False)
+    assert any(r.getMessage().startswith("Ignoring the cached faithfulness result")
+               for r in caplog.records)
+    assert "teacher-forced" in faithfulness_lines(caplog)[0]
+    same_function(served, served3)
 
 
 def test_float_precisions_are_not_checked(tiny_custom_voice, tmp_path):

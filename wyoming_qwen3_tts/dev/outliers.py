@@ -278,9 +278,11 @@ def _summary(figures) -> dict:
             "argmax_agreement": round(figures.argmax_agreement, 3)}
 
 
-def measure_row(folder: Path, talker: str, predictor: str, fallback: bool = False) -> dict:
+def measure_row(folder: Path, talker: str, predictor: str, fallback: bool = False,
+                smooth: bool | None = None) -> dict:
     """One scheme pair against float32 on one checkpoint (faithfulness.measure: teacher-forced,
-    layer by layer, the check's fixed prompts)."""
+    layer by layer, the check's fixed prompts); `smooth` (default: as `fallback`) as the
+    first-load check smooths."""
     from ..engine import faithfulness
     from ..engine.loader import load_model
     from ..engine.precision import Precision
@@ -289,10 +291,13 @@ def measure_row(folder: Path, talker: str, predictor: str, fallback: bool = Fals
                           predictor=predictor)
     tts, plan = load_model(folder, precision)
     plan, report = faithfulness.measure(folder, tts.model, tts.processor, plan,
-                                        fallback=fallback)
+                                        fallback=fallback,
+                                        smooth=fallback if smooth is None else smooth)
     row = {"talker": _summary(report.talker), "predictor": _summary(report.predictor),
            "moved": [dataclasses.asdict(m) for m in report.moved],
-           "moves": faithfulness.describe_moves(report.moved), "tokens": report.tokens,
+           "smoothed": [dataclasses.asdict(m) for m in report.smoothed],
+           "moves": faithfulness.describe(report.moved, report.smoothed),
+           "tokens": report.tokens,
            "languages": report.languages,
            "seconds": round(report.seconds, 1),
            "schemes": [plan.talker.scheme, plan.predictor.scheme]}
@@ -386,7 +391,8 @@ def markdown_outliers(table: dict) -> list[str]:
             f"| {t['logits']} | {ratio} | {against_control} "
             f"| {100 * t['argmax_agreement']:.0f} % "
             f"| {p['median_layer']} / {p['worst_layer']} | {p['hidden']} | {p['logits']} "
-            f"| {100 * p['argmax_agreement']:.0f} % | {r['moves'] if r['moved'] else ''} |")
+            f"| {100 * p['argmax_agreement']:.0f} % "
+            f"| {r['moves'] if r['moved'] or r.get('smoothed') else ''} |")
     return lines
 
 

@@ -18,14 +18,21 @@ different sequence):
   codebooks 1-15 from the code predictor's heads) of the quantized stream against the float32
   stream, and how often their argmax (the greedy code) agrees.
 
+Every layer of a scheme that quantizes activations (fbgemm, KleidiAI's 4-bit) or weights to 4
+bits is also converted smoothed (smoothing.py: its outlier channels moved from the
+activations into the weights, with the ranges float32's own inputs had there), once per
+migration strength in smoothing.ALPHAS, and the conversion with the least error is kept (a
+smoothed one only if it measures at least 10 % better): same scheme, same speed.
+
 When `auto` chose the precision, a layer (or a set of heads) whose error exceeds BOUNDS
 (HEAD_BOUNDS) is converted again with the next safer scheme (quantize.SAFER: fbgemm ->
 weight-only int8 -> float32; 4-bit -> int8), and if a stack's last hidden state is still off
 by more than STACK_BOUNDS, every layer of that stack goes one step safer (the whole model
 falls back).  With an explicit --dtype the figures are logged, with a warning when out of
-bounds, and the choice is kept.  The result is cached in DATA_DIR/faithfulness/ per
-checkpoint (path, file sizes and times), precision, CPU class and torch version: later starts
-redo the same conversions without measuring.
+bounds, and the choice of scheme is kept (smoothed where that measured better).  The result
+is cached in DATA_DIR/faithfulness/ per checkpoint (path, file sizes and times), precision,
+CPU class and torch version, with the smoothed layers' ranges in a .ranges.safetensors file
+beside it: later starts redo the same conversions without measuring.
 
 The bounds come from the 0.6B geometry (BENCHMARKS.md, "Outlier safety"): on random weights
 without outliers fbgemm's layers are off by 0.03-0.06 (weight-only int8 0.01-0.02, 4-bit
@@ -40,14 +47,14 @@ import json
 import logging
 import time
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from . import quantize
+from . import quantize, smoothing
 from .decoding import Stack
 from .precision import Precision
 from .prompt import ClonePrompt, PromptBuilder
@@ -55,7 +62,7 @@ from .quantize import Layer, ModelPlan, Product, StackPlan
 
 _LOGGER = logging.getLogger(__name__)
 
-VERSION = 2  # bump when what is measured or how schemes convert changes (invalidates caches)
+VERSION = 3  # bump when what is measured or how schemes convert changes (invalidates caches)
 
 # a layer's relative error (its quantized update against float32's), per scheme family
 BOUNDS = {"int8": 0.1, "int4": 0.25}
@@ -107,10 +114,23 @@ class Move:
 
 
 @dataclass
+class Smoothed:
+    """A layer the check kept smoothed (smoothing.py) with migration strength `alpha`."""
+
+    what: str  # TALKER or PREDICTOR
+    layer: int
+    scheme: str
+    alpha: float
+
+
+@dataclass
 class Report:
     talker: StackFigures
     predictor: StackFigures
     moved: list[Move] = field(default_factory=list)
+    smoothed: list[Smoothed] = field(default_factory=list)
+    # the float32 input ranges each smoothed layer was smoothed with, by (what, layer)
+    ranges: dict[tuple[str, int], smoothing.Ranges] = field(default_factory=dict)
     tokens: int = 0
     languages: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -145,6 +165,25 @@ def describe_moves(moved: list[Move]) -> str:
                   f"{moves[0].bound}")
         parts.append(f"{name} {old} -> {new} ({reason})")
     return "moved " + "; ".join(parts)
+
+
+def describe_smoothing(smoothed: list[Smoothed]) -> str:
+    """'' or e.g. 'smoothed talker layers 0-26 (alpha 0.5), 27 (alpha 0.75); code predictor
+    layers 0-4 (alpha 0.75)'."""
+    if not smoothed:
+        return ""
+    stacks: dict[str, dict[float, list[int]]] = {}
+    for m in smoothed:
+        stacks.setdefault(m.what, {}).setdefault(m.alpha, []).append(m.layer)
+    return "smoothed " + "; ".join(
+        f"{what} layer{'s' if sum(map(len, alphas.values())) > 1 else ''} " + ", ".join(
+            f"{_ranges(layers)} (alpha {alpha:g})" for alpha, layers in alphas.items())
+        for what, alphas in stacks.items())
+
+
+def describe(moved: list[Move], smoothed: list[Smoothed]) -> str:
+    """What the check did: describe_moves, then describe_smoothing if any."""
+    return "; ".join(filter(None, (describe_moves(moved), describe_smoothing(smoothed))))
 
 
 def _ranges(indices: list[int]) -> str:
@@ -191,9 +230,14 @@ class _Weights:
             linear.bias = torch.nn.Parameter(bias, requires_grad=False)
         return linear
 
-    def layer(self, prefix: str, library_layer, scheme: str) -> Layer:
-        """Layer `prefix` converted with `scheme` from its float32 weights in the file."""
-        return quantize._layer(float_layer(self, prefix, library_layer), scheme)
+    def layer(self, prefix: str, library_layer, scheme: str,
+              smooth: tuple[smoothing.Ranges, float] | None = None) -> Layer:
+        """Layer `prefix` converted with `scheme` from its float32 weights in the file;
+        with `smooth` = (ranges, alpha), smoothed first (smoothing.smoothed)."""
+        layer = float_layer(self, prefix, library_layer)
+        if smooth is not None:
+            layer = smoothing.smoothed(layer, *smooth)
+        return quantize._layer(layer, scheme)
 
 
 def float_layer(weights: _Weights, prefix: str, library_layer) -> types.SimpleNamespace:
@@ -246,17 +290,21 @@ class _StackSpec:
 
 
 def _stack_pass(stack: Stack, plan: StackPlan, weights: _Weights, spec: _StackSpec,
-                inputs: list[torch.Tensor], figures: StackFigures, fallback: bool,
-                moved: list[Move], force: tuple[str, float] | None = None
+                inputs: list[torch.Tensor], figures: StackFigures, report: Report,
+                smooth: bool, fallback: bool, force: tuple[str, float] | None = None
                 ) -> tuple[StackPlan, list, list]:
     """Both streams through one stack, layer by layer; returns the (possibly changed) plan
-    and the final hidden states of the float32 and the quantized streams.  With `fallback`,
-    a layer out of BOUNDS moves to safer schemes until it is within them; with `force` =
+    and the final hidden states of the float32 and the quantized streams.  With `smooth`,
+    each quantized layer is also converted smoothed (smoothing.ALPHAS, with the ranges of
+    float32's own inputs) and the version with the least error is kept; with `fallback`, a
+    layer out of BOUNDS moves to safer schemes until it is within them; with `force` =
     (scheme, the stack's error), every layer still in that scheme moves one step safer
-    first (the whole stack falls back)."""
+    first (the whole stack falls back).  Conversions and smoothings go to `report`."""
     xs_ref, xs_q = list(inputs), list(inputs)
     replaced: dict[int, Layer] = {}
     figures.layers = []
+    prior = {m.layer: m.alpha for m in report.smoothed if m.what == spec.name}  # a 2nd pass
+    report.smoothed = [m for m in report.smoothed if m.what != spec.name]
     for i, layer in enumerate(plan.layers):
         ref_layer = weights.layer(f"{spec.prefix}.{i}", spec.library_layers[i], "float32")
         ropes = [stack.rope(0, x.shape[1]) for x in xs_ref]
@@ -264,28 +312,54 @@ def _stack_pass(stack: Stack, plan: StackPlan, weights: _Weights, spec: _StackSp
         def run(desc: Layer, xs: list[torch.Tensor], i=i, ropes=ropes) -> list[torch.Tensor]:
             return [stack.layer(i, desc, x, 0, *rope) for x, rope in zip(xs, ropes, strict=True)]
 
-        ys_ref = run(ref_layer, xs_ref)
+        recorder = smoothing.RangeRecorder()
+        ys_ref = run(recorder.layer(ref_layer), xs_ref)
+        ranges = recorder.ranges()
         updates_ref = [y - x for y, x in zip(ys_ref, xs_ref, strict=True)]
 
         def error_of(desc: Layer, xs=xs_ref, updates=updates_ref) -> float:
             return _rel([y - x for y, x in zip(run(desc, xs), xs, strict=True)], updates)
 
+        def convert(scheme: str, alpha: float | None, i=i, ranges=ranges) -> Layer:
+            return weights.layer(f"{spec.prefix}.{i}", spec.library_layers[i], scheme,
+                                 None if alpha is None else (ranges, alpha))
+
+        def least_error(layer: Layer, error: float, alpha: float | None
+                        ) -> tuple[Layer, float, float | None]:
+            """`layer` (smoothed with `alpha`) or a smoothed conversion of its scheme,
+            whichever measures best."""
+            best: tuple[Layer, float, float | None] = (layer, error, alpha)
+            if smooth and smoothing.helps(layer.scheme):
+                for alpha in smoothing.ALPHAS:
+                    candidate = convert(layer.scheme, alpha)
+                    e = error_of(candidate)
+                    if e < best[1] * smoothing.GAIN:
+                        best = (candidate, e, alpha)
+            return best
+
         def move(layer: Layer, error: float, bound: float, why: str, i=i) -> Layer:
             safer = quantize.SAFER[layer.scheme]
-            moved.append(Move(spec.name, i, layer.scheme, safer, round(error, 5), bound, why))
-            new = weights.layer(f"{spec.prefix}.{i}", spec.library_layers[i], safer)
+            report.moved.append(Move(spec.name, i, layer.scheme, safer, round(error, 5), bound,
+                                     why))
+            new = convert(safer, None)
             replaced[i] = new
             return new
 
+        alpha = prior.get(i)
         if force is not None and layer.scheme == force[0] and layer.scheme in quantize.SAFER:
             layer = move(layer, force[1], STACK_BOUNDS[family(layer.scheme)], "stack")
-        error = error_of(layer)
+            alpha = None
+        layer, error, alpha = least_error(layer, error_of(layer), alpha)
         while fallback and error > BOUNDS[family(layer.scheme)] and \
                 layer.scheme in quantize.SAFER:
             layer = move(layer, error, BOUNDS[family(layer.scheme)], "layer")
-            error = error_of(layer)
+            layer, error, alpha = least_error(layer, error_of(layer), None)
+        if alpha is not None:
+            replaced[i] = layer
+            report.smoothed.append(Smoothed(spec.name, i, layer.scheme, alpha))
+            report.ranges[(spec.name, i)] = ranges
         ys_q = run(layer, xs_q)
-        figures.layers.append({"scheme": layer.scheme, "error": round(error, 5),
+        figures.layers.append({"scheme": layer.scheme, "alpha": alpha, "error": round(error, 5),
                                "stream": round(_rel(ys_q, ys_ref), 5)})
         xs_ref, xs_q = ys_ref, ys_q
         del ref_layer
@@ -323,17 +397,18 @@ def _prompts(model, tokenizer, languages: list[str]) -> list:
 
 
 def _stack_with_fallback(stack: Stack, plan: StackPlan, weights: _Weights, spec: _StackSpec,
-                         inputs: list[torch.Tensor], figures: StackFigures, fallback: bool,
-                         moved: list[Move]) -> tuple[StackPlan, list, list]:
+                         inputs: list[torch.Tensor], figures: StackFigures, report: Report,
+                         smooth: bool, fallback: bool) -> tuple[StackPlan, list, list]:
     """_stack_pass, then with `fallback` the whole stack one step safer if its last hidden
     state is still out of STACK_BOUNDS."""
-    new_plan, hs_ref, hs_q = _stack_pass(stack, plan, weights, spec, inputs, figures,
-                                         fallback, moved)
+    new_plan, hs_ref, hs_q = _stack_pass(stack, plan, weights, spec, inputs, figures, report,
+                                         smooth, fallback)
     figures.hidden = _rel(hs_q, hs_ref)
     main = _main_scheme(new_plan)
     if fallback and figures.hidden > STACK_BOUNDS[family(main)] and main in quantize.SAFER:
         new_plan, hs_ref, hs_q = _stack_pass(stack, new_plan, weights, spec, inputs, figures,
-                                             fallback, moved, force=(main, figures.hidden))
+                                             report, smooth, fallback,
+                                             force=(main, figures.hidden))
         figures.hidden = _rel(hs_q, hs_ref)
     return new_plan, hs_ref, hs_q
 
@@ -347,10 +422,13 @@ def _main_scheme(plan: StackPlan) -> str:
 
 @torch.inference_mode()
 def measure(folder: Path, model, tokenizer, plan: ModelPlan, fallback: bool = False,
-            languages: list[str] | None = None) -> tuple[ModelPlan, Report]:
+            languages: list[str] | None = None, smooth: bool = False
+            ) -> tuple[ModelPlan, Report]:
     """Compare `plan` (and the model's quantized heads) with float32 read from `folder`;
-    with `fallback`, layers, stacks and heads out of bounds are converted again, safer (the
-    model's codec head is replaced in place).  Returns the plan to serve and the figures."""
+    with `smooth`, each quantized layer is also tried smoothed (smoothing.py) and kept so
+    where that measures better; with `fallback`, layers, stacks and heads out of bounds are
+    converted again, safer (the model's codec head is replaced in place).  Returns the plan
+    to serve and the figures; without either, `plan` itself."""
     started = time.monotonic()
     talker = model.talker
     predictor = talker.code_predictor
@@ -386,7 +464,7 @@ def measure(folder: Path, model, tokenizer, plan: ModelPlan, fallback: bool = Fa
     spec = _StackSpec(TALKER, "talker.model.layers", talker.model.layers)
     stack = Stack(plan.talker, initial_length=max(x.shape[1] for x in inputs))
     talker_plan, hs_ref, hs_q = _stack_with_fallback(
-        stack, plan.talker, weights, spec, inputs, report.talker, fallback, report.moved)
+        stack, plan.talker, weights, spec, inputs, report.talker, report, smooth, fallback)
     ref_head = quantize.dense(weights.linear("talker.codec_head"))
 
     def talker_cases():
@@ -414,7 +492,8 @@ def measure(folder: Path, model, tokenizer, plan: ModelPlan, fallback: bool = Fa
     spec = _StackSpec(PREDICTOR, "talker.code_predictor.model.layers", predictor.model.layers)
     stack = Stack(plan.predictor, initial_length=groups)
     predictor_plan, ps_ref, ps_q = _stack_with_fallback(
-        stack, plan.predictor, weights, spec, seqs, report.predictor, fallback, report.moved)
+        stack, plan.predictor, weights, spec, seqs, report.predictor, report, smooth,
+        fallback)
     heads = list(plan.predictor_heads)
 
     def predictor_cases():
@@ -433,7 +512,7 @@ def measure(folder: Path, model, tokenizer, plan: ModelPlan, fallback: bool = Fa
                                  round(report.predictor.heads, 5), head_bound, "heads"))
         heads = _predictor_heads(weights, len(heads), safer)
         _logit_figures(report.predictor, predictor_cases)
-    if report.moved:
+    if report.moved or report.smoothed:
         plan = ModelPlan(talker=talker_plan, predictor=predictor_plan,
                          predictor_heads=tuple(heads))
     report.seconds = time.monotonic() - started
@@ -462,8 +541,11 @@ def _key(folder: Path, precision: Precision) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
 
 
-def apply(folder: Path, model, plan: ModelPlan, moved: list[Move]) -> ModelPlan:
-    """Redo a check's conversions (from its cached result) without measuring."""
+def apply(folder: Path, model, plan: ModelPlan, moved: list[Move],
+          smoothed: Sequence[Smoothed] = (),
+          ranges: dict[tuple[str, int], smoothing.Ranges] | None = None) -> ModelPlan:
+    """Redo a check's conversions and smoothings (from its cached result) without
+    measuring."""
     talker, weights = model.talker, _Weights(Path(folder))
     stacks = {TALKER: ("talker.model.layers", talker.model.layers),
               PREDICTOR: ("talker.code_predictor.model.layers",
@@ -478,9 +560,14 @@ def apply(folder: Path, model, plan: ModelPlan, moved: list[Move]) -> ModelPlan:
         elif m.layer is not None:
             final[(m.what, m.layer)] = m.new  # a layer may move twice: the last one counts
     replaced: dict[str, dict[int, Layer]] = {TALKER: {}, PREDICTOR: {}}
-    for (what, i), scheme in final.items():
+    alphas = {(m.what, m.layer): m.alpha for m in smoothed}
+    current = {TALKER: plan.talker, PREDICTOR: plan.predictor}
+    for what, i in set(final) | set(alphas):
         prefix, layers = stacks[what]
-        replaced[what][i] = weights.layer(f"{prefix}.{i}", layers[i], scheme)
+        scheme = final.get((what, i), current[what].layers[i].scheme)
+        smooth = ((ranges or {})[(what, i)], alphas[(what, i)]) if (what, i) in alphas \
+            else None
+        replaced[what][i] = weights.layer(f"{prefix}.{i}", layers[i], scheme, smooth)
     return ModelPlan(talker=plan.talker.replace_layers(replaced[TALKER]),
                      predictor=plan.predictor.replace_layers(replaced[PREDICTOR]),
                      predictor_heads=tuple(heads))
@@ -498,7 +585,8 @@ def check(folder: Path, model, tokenizer, plan: ModelPlan, precision: Precision,
       Faithfulness of int8 (talker int8-fbgemm, code predictor int8-fbgemm) against float32,
       teacher-forced on 184 tokens (english, german, chinese, japanese) in 9.6 s: talker
       layers <= 0.0546, last hidden 0.0806, codebook-0 logits 0.0836 (greedy codes agree
-      75 %); code predictor layers <= 0.0641, ... (80 %); kept every layer; serving talker
+      75 %); code predictor layers <= 0.0641, ... (80 %); kept every layer; smoothed talker
+      layers 0-27 (alpha 0.5); code predictor layers 0-4 (alpha 0.5); serving talker
       int8-fbgemm, code predictor int8-fbgemm
     and "(cached ...)" instead of the measurement on later starts."""
     if precision.talker in ("float32", "bfloat16"):
@@ -511,18 +599,21 @@ def check(folder: Path, model, tokenizer, plan: ModelPlan, precision: Precision,
         try:
             cached = json.loads(path.read_text(encoding="utf-8"))
             moved = [Move(**m) for m in cached["moved"]]
-            served = apply(folder, model, plan, moved) if moved else plan
+            smoothed = [Smoothed(**m) for m in cached["smoothed"]]
+            ranges = _read_ranges(_ranges_path(path), smoothed) if smoothed else {}
+            served = apply(folder, model, plan, moved, smoothed, ranges) \
+                if moved or smoothed else plan
             _LOGGER.info("Faithfulness of %s against float32 (cached from %s in %s): %s; %s; "
                          "%s", what, cached["date"], path, cached["figures"],
-                         describe_moves(moved), _serving(served))
+                         describe(moved, smoothed), _serving(served))
             return served
         except (OSError, ValueError, KeyError, TypeError) as err:
             _LOGGER.warning("Ignoring the cached faithfulness result %s: %s", path, err)
     fallback = precision.auto
-    served, report = measure(folder, model, tokenizer, plan, fallback=fallback)
+    served, report = measure(folder, model, tokenizer, plan, fallback=fallback, smooth=True)
     _LOGGER.info("Faithfulness of %s against float32, teacher-forced on %d tokens (%s) in "
                  "%.1f s: %s; %s; %s", what, report.tokens, ", ".join(report.languages),
-                 report.seconds, report.figures(), describe_moves(report.moved),
+                 report.seconds, report.figures(), describe(report.moved, report.smoothed),
                  _serving(served))
     if not fallback:
         exceeded = _exceeded(report)
@@ -532,11 +623,14 @@ def check(folder: Path, model, tokenizer, plan: ModelPlan, precision: Precision,
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if report.smoothed:  # first: the .json names them, so it is written last
+                _write_ranges(_ranges_path(path), report)
             tmp = path.with_suffix(f".tmp{id(report)}")
             tmp.write_text(json.dumps({
                 "date": time.strftime("%Y-%m-%d %H:%M"), "folder": str(folder),
                 "precision": precision.describe(), "figures": report.figures(),
                 "moved": [asdict(m) for m in report.moved],
+                "smoothed": [asdict(m) for m in report.smoothed],
                 "report": {"talker": asdict(report.talker),
                            "predictor": asdict(report.predictor), "tokens": report.tokens,
                            "languages": report.languages, "seconds": report.seconds},
@@ -545,6 +639,33 @@ def check(folder: Path, model, tokenizer, plan: ModelPlan, precision: Precision,
         except OSError as err:
             _LOGGER.warning("Could not cache the faithfulness result in %s: %s", path, err)
     return served
+
+
+def _ranges_path(path: Path) -> Path:
+    return path.with_suffix(".ranges.safetensors")
+
+
+def _write_ranges(path: Path, report: Report) -> None:
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    for m in report.smoothed:
+        tensors.update(report.ranges[(m.what, m.layer)].tensors(f"{m.what}/{m.layer}"))
+    tmp = path.with_name(f"{path.name}.tmp{id(report)}")
+    save_file(tensors, str(tmp))
+    tmp.replace(path)
+
+
+def _read_ranges(path: Path, smoothed: list[Smoothed]
+                 ) -> dict[tuple[str, int], smoothing.Ranges]:
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types for a damaged file
+        raise ValueError(f"{path}: {err}") from err
+    return {(m.what, m.layer): smoothing.Ranges.from_tensors(tensors, f"{m.what}/{m.layer}")
+            for m in smoothed}
 
 
 def _exceeded(report: Report) -> list[str]:
