@@ -50,6 +50,26 @@ def test_norms_and_silu(lib):
     assert close(act, F.silu(gate) * up)
 
 
+def test_silu_exp_over_the_whole_range(lib):
+    """silu_mul's vectorised exp, element by element, to a few ulp: at the extremes (exp(-gate)
+    overflowing to inf gives -0, never NaN), on typical gates, and densely over [-105, 105]."""
+    torch.manual_seed(0)
+    extremes = torch.tensor([-1e30, -104.0, -100.0, -89.0, -88.0, -87.5, -20.0, -1e-3, -0.0,
+                             0.0, 1e-3, 20.0, 87.5, 88.0, 89.0, 100.0, 104.0, 1e30])
+    gate = torch.cat([extremes, torch.randn(4096) * 5, torch.linspace(-105, 105, 1 << 18)])
+    up = torch.randn(gate.numel())
+    up[: len(extremes)] = 1.0
+    gate_up, act = torch.cat([gate, up]), torch.empty(gate.numel())
+    lib.silu_mul(act.data_ptr(), gate_up.data_ptr(), gate.numel(), 1)
+    assert torch.isfinite(act).all()
+    head = act[: len(extremes)]
+    assert torch.equal(head[:3], torch.zeros(3)) and torch.signbit(head[:3]).all()  # -0.0
+    assert torch.equal(head[-4:], extremes[-4:])  # silu(x) = x
+    torch.testing.assert_close(act, F.silu(gate) * up, rtol=1e-6, atol=1e-7)
+    g, u = gate.double(), up.double()
+    torch.testing.assert_close(act.double(), g / (1 + torch.exp(-g)) * u, rtol=3e-7, atol=1e-35)
+
+
 def reference_attention(qkv, cache_k, cache_v, weight, cos, sin_signed, pos, heads, kv, d):
     """What decoding.Stack does with torch: per-head norm, rope, cache write, causal SDPA."""
     outs = []

@@ -13,6 +13,48 @@
  * -ffast-math.
  */
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* e^x in float32 for `#pragma omp simd` loops, where libm's expf (a call per element) keeps
+ * the loop scalar.  Cephes expf: x = k ln2 + r, |r| <= ln2/2 (Cody-Waite: ln2 in two parts,
+ * k ln2_hi exact), e^r = 1 + r + r^2 P(r) with P of degree 5, times 2^k made from bits.
+ * At most 1.01 ulp from float64 exp over [-87, 88], with or without FMA contraction.
+ * As expf: inf from ln(FLT_MAX) = 88.7228 up, subnormal below ln(FLT_MIN) = -87.3365, 0 below
+ * -104; unlike it, NaN gives inf (+NaN) or 0 (-NaN).
+ * x is clamped to [-104, 89] by integer min on its bits (floats of one sign order as their
+ * bits do), not by float compares: gcc turns those into branches and threads the clamped
+ * path into constants, whose overflow to inf may trap (-ftrapping-math), and then vectorises
+ * the loop only with masked vector operations (AVX-512), not on AVX2, SSE2 or NEON.
+ * 2^k is 2^(k/2) 2^(k - k/2) (k in [-150, 128], each factor a normal float), so that inf and
+ * subnormals come out of the rounding of the last product. */
+static inline float exp_simd(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    u = u > 0xC2D00000u ? 0xC2D00000u : u; /* -104.0f: x < -104 (larger, sign bit set) */
+    int32_t b = (int32_t)u;
+    b = b > 0x42B20000 ? 0x42B20000 : b;   /* 89.0f: x > 89, +inf, +NaN */
+    float c;
+    memcpy(&c, &b, sizeof c);
+    const float shifter = 12582912.0f;     /* 1.5 * 2^23: adding it rounds to an integer */
+    float k = c * 1.44269504088896341f + shifter;
+    k -= shifter;
+    float r = c - k * 0.693359375f;
+    r = r - k * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    const int32_t n = (int32_t)k, half = n >> 1;
+    const uint32_t e1 = (uint32_t)(half + 127) << 23, e2 = (uint32_t)(n - half + 127) << 23;
+    float s1, s2;
+    memcpy(&s1, &e1, sizeof s1);
+    memcpy(&s2, &e2, sizeof s2);
+    return p * s1 * s2;
+}
 
 static float sum_squares(const float *x, int n) {
     float s = 0.0f;
@@ -59,7 +101,8 @@ void silu_mul(float *out, const float *gu, int n, int rows) {
     for (int r = 0; r < rows; r++) {
         const float *gate = gu + 2L * r * n, *up = gate + n;
         float *o = out + (long)r * n;
-        for (int i = 0; i < n; i++) o[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+#pragma omp simd
+        for (int i = 0; i < n; i++) o[i] = gate[i] / (1.0f + exp_simd(-gate[i])) * up[i];
     }
 }
 
@@ -114,10 +157,9 @@ static void attend_one(const Attention *a, const float *qkv, const float *cos,
         for (int j = 0; j < group; j++) {  /* softmax over t */
             float *p = a->scratch + (long)j * a->capacity, top = -INFINITY, total = 0.0f;
             for (int t = 0; t < n; t++) top = p[t] > top ? p[t] : top;
-            for (int t = 0; t < n; t++) {
-                p[t] = expf(p[t] - top);
-                total += p[t];
-            }
+#pragma omp simd
+            for (int t = 0; t < n; t++) p[t] = exp_simd(p[t] - top);
+            for (int t = 0; t < n; t++) total += p[t];  /* in order, as before */
             for (int t = 0; t < n; t++) p[t] /= total;
             float *o = out + (g * group + j) * d;
             for (int i = 0; i < d; i++) o[i] = 0.0f;
