@@ -46,6 +46,21 @@ def test_bench_avx2_cap_rows(tiny_custom_voice, tmp_path):
     assert "ATEN_CPU_CAPABILITY=avx2" in md.read_text()
 
 
+def test_bench_times_an_outlier_variant(tiny_custom_voice, tmp_path):
+    """--outlier-variant: the rows run on that variant, in a section of their own."""
+    md, js = tmp_path / "BENCHMARKS.md", tmp_path / "results.json"
+    subprocess.run(
+        [sys.executable, "-m", "wyoming_qwen3_tts.dev.bench", "--size", "tiny", "--frames", "2",
+         "--repeats", "1", "--threads", "1", "--official", "", "--dtypes", "auto",
+         "--no-quality", "--outlier-variant", "amplify", "--out", str(md), "--json", str(js)],
+        cwd=REPO, check=True, capture_output=True, timeout=300,
+    )
+    report = json.loads(js.read_text())["tiny-custom_voice-outliers-amplify"]
+    assert report["outlier_variant"] == "amplify" and len(report["runs"]) == 1
+    text = md.read_text()
+    assert "on its outlier variant (amplify)" in text and "--outlier-variant amplify" in text
+
+
 def test_section_tables_render():
     """The under-load and peers tables from results shaped like the workers' (no run)."""
     from wyoming_qwen3_tts.dev import peers

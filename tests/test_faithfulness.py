@@ -247,6 +247,29 @@ def test_smoothed_layers_are_cached_with_their_ranges(tiny_outliers, tmp_path, c
     same_function(served, served3)
 
 
+@pytest.mark.skipif(bool(quantize.unavailable("int8-fbgemm")),
+                    reason=quantize.unavailable("int8-fbgemm") or "-")
+def test_a_stack_out_of_bounds_falls_back_its_worst_layers_first(tiny_outliers, monkeypatch):
+    p = precision("int8-fbgemm", "int8-fbgemm")
+    tts, plan = load_model(tiny_outliers, p)
+    _, before = faithfulness.measure(tiny_outliers, tts.model, tts.processor, plan,
+                                     smooth=True)
+    errors = [r["error"] for r in before.talker.layers]
+    bound = before.talker.hidden * 0.9
+    monkeypatch.setitem(faithfulness.STACK_BOUNDS, "int8", bound)
+    monkeypatch.setattr(faithfulness, "STACK_STEPS", len(errors))  # a layer at a time
+    tts, plan = load_model(tiny_outliers, p)
+    served, after = faithfulness.measure(tiny_outliers, tts.model, tts.processor, plan,
+                                         smooth=True, fallback=True)
+    moved = [m.layer for m in after.moved if m.what == faithfulness.TALKER and m.why == "stack"]
+    assert moved, "out of the stack's bound, yet nothing moved"
+    assert moved == sorted(range(len(errors)), key=lambda i: -errors[i])[:len(moved)]
+    # it stops once within the bound, or when the whole stack has moved one step
+    assert after.talker.hidden <= bound or len(moved) == len(errors)
+    for i, layer in enumerate(served.talker.layers):
+        assert layer.scheme == ("int8-wo-bf16" if i in moved else "int8-fbgemm")
+
+
 def test_float_precisions_are_not_checked(tiny_custom_voice, tmp_path):
     for dtype in ("float32", "bfloat16"):
         p = Precision(generation=dtype, vocoder=torch.float32, auto=True)

@@ -319,7 +319,11 @@ def run_ours(folder: Path, dtype: str, frames: int, repeats: int) -> dict:
         "name": f"ours ({engine.precision.describe()}"
         + (", fused kernels" if engine.generator.talker_stack._fused else "")
         + (", torch ops only" if torch_ops else "")
-        + (", vocoder beside generation" if overlapped else "") + ")"
+        + (", vocoder beside generation" if overlapped else "")
+        + (f"; served after the first-load check: talker {engine.plan.talker.scheme}, code "
+           f"predictor {engine.plan.predictor.scheme}"
+           if (engine.plan.talker.scheme, engine.plan.predictor.scheme)
+           != (engine.precision.talker, engine.precision.predictor) else "") + ")"
         + (" [auto]" if dtype == "auto" else "") + (" [AVX2 cap]" if capped else ""),
         "frames": n,
         "load_s": round(load_s, 1),
@@ -396,7 +400,10 @@ def markdown(report: dict) -> str:
     m = report["machine"]
     lines = [
         f"## {report['size']} {report['type']}" + (" (quick)" if report["quick"] else "")
-        + ("" if report["runs"] else ": analyses without timed rows"),
+        + ("" if report["runs"] else ": analyses without timed rows")
+        + (f" (outlier rows {report['outlier_rows']})" if report.get("outlier_rows") else "")
+        + (f", on its outlier variant ({report['outlier_variant']})"
+           if report.get("outlier_variant") else ""),
         "",
         "Produced by `python -m wyoming_qwen3_tts.dev.bench"
         + (" --quick" if report["quick"] else "") + f" --size {report['size']} "
@@ -414,6 +421,9 @@ def markdown(report: dict) -> str:
         + (" --peers" if report.get("peers") else "")
         + (" --vocoder" if report.get("vocoder") else "")
         + (" --outliers" if report.get("outliers") else "")
+        + (f" --outlier-variant {report['outlier_variant']}" if report.get("outlier_variant")
+           else "")
+        + (f" --outlier-rows '{report['outlier_rows']}'" if report.get("outlier_rows") else "")
         + (f" --arm {report['arm_dtypes']}" if report.get("arm") else "") + "` "
         f"on {report['date']}. Random weights at the published {report['size']} "
         f"{report['type']} geometry (compute is real, audio is noise), {report['frames']} frames "
@@ -517,7 +527,10 @@ of the same size and type replaces its section.
 def write_reports(md_path: Path, json_path: Path, report: dict) -> str:
     """Add or replace this run's section in BENCHMARKS.md and results.json."""
     key = (f"{report['size']}-{report['type']}" + ("-quick" if report["quick"] else "")
-           + ("" if report["runs"] else "-analyses"))
+           + ("" if report["runs"] else "-analyses")
+           + ("-outlier-rows-" + report["outlier_rows"] if report.get("outlier_rows") else "")
+           + ("-outliers-" + report["outlier_variant"] if report.get("outlier_variant")
+              else ""))
     results = json.loads(json_path.read_text()) if json_path.is_file() else {}
     if "runs" in results:  # a single report from an older layout
         results = {}
@@ -559,6 +572,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--outliers", action="store_true",
                         help="also the outlier-safety table (dev.outliers: Qwen-like outlier "
                              "variants of the checkpoint, every scheme against float32)")
+    parser.add_argument("--outlier-variant", choices=("amplify", "preserve"),
+                        help="time the rows on this outlier variant of the checkpoint "
+                             "(dev.outliers, 30x, 4 channels) instead: what the first-load "
+                             "check makes of it is what runs")
+    parser.add_argument("--outlier-rows", default="",
+                        help="only the outlier table's rows whose labels start with one of "
+                             "these (comma-separated), e.g. 'control,x86 int8 (auto'")
     parser.add_argument("--arm", default="",
                         help="also the aarch64 section: these --dtype names counted emulated "
                              "on a Cortex-A76 (script/aarch64; needs root; slow)")
@@ -578,6 +598,12 @@ def main(argv: list[str] | None = None) -> None:
     from .checkpoints import BUILDER_VERSION, build_checkpoint
 
     folder = REPO / ".cache" / "devmodels" / f"{args.size}-{args.type}-v{BUILDER_VERSION}"
+    if args.outlier_variant:
+        from .outliers import cached_outlier_checkpoint
+
+        if not folder.is_dir():
+            build_checkpoint(folder, args.type, args.size)
+        folder = cached_outlier_checkpoint(args.type, args.size, mlp=args.outlier_variant)
     if args.run:  # one configuration: print its result as the last line
         path, dtype = args.run.split(":")
         if path == "official":
@@ -593,7 +619,8 @@ def main(argv: list[str] | None = None) -> None:
     report = {"date": time.strftime("%Y-%m-%d"), "size": args.size, "type": args.type,
               "frames": frames, "repeats": repeats, "quick": args.quick,
               "machine": machine_info(threads), "runs": [], "quality": {},
-              "avx2": args.avx2, "dtypes": args.dtypes, "official": args.official}
+              "avx2": args.avx2, "dtypes": args.dtypes, "official": args.official,
+              "outlier_variant": args.outlier_variant}
     official = [d for d in args.official.split(",") if d]
     if args.quick:
         official = official[:1]
@@ -605,7 +632,8 @@ def main(argv: list[str] | None = None) -> None:
         _LOGGER.info("Running %s", spec)
         cmd = [sys.executable, "-m", "wyoming_qwen3_tts.dev.bench", "--run", spec, "--size",
                args.size, "--type", args.type, "--frames", str(frames), "--repeats",
-               str(repeats), "--threads", str(threads)]
+               str(repeats), "--threads", str(threads)] + (
+                   ["--outlier-variant", args.outlier_variant] if args.outlier_variant else [])
         env = None
         if spec.endswith(AVX2_CAP):
             from .peers import avx2_env
@@ -641,9 +669,14 @@ def main(argv: list[str] | None = None) -> None:
 
         report["peers"] = against_peers(frames, rounds, args.size, args.type)
     if args.outliers:
-        from .outliers import outlier_table
+        from .outliers import ROWS, outlier_table
 
-        report["outliers"] = outlier_table(args.size)
+        prefixes = [p.strip() for p in args.outlier_rows.split(",") if p.strip()]
+        rows = [r for r in ROWS if not prefixes or r[0].startswith(tuple(prefixes))]
+        if not rows:
+            parser.error(f"no outlier row starts with any of {args.outlier_rows!r}")
+        report["outliers"] = outlier_table(args.size, rows=rows)
+        report["outlier_rows"] = args.outlier_rows
     if args.arm:
         from . import bench_arm
 

@@ -32,7 +32,7 @@ from ..contract import (
 from . import faithfulness, kernels
 from .cloning import ClonePromptCache
 from .decoding import FrameGenerator, FrameStats, FusedStep, Sampling
-from .loader import load_model, resolve_checkpoint
+from .loader import load_model, release_freed_memory, resolve_checkpoint
 from .overlap import overlapped_pcm
 from .precision import Precision, choose_precision, set_threads
 from .prompt import ClonePrompt, PromptBuilder
@@ -106,6 +106,7 @@ class Engine:
         # quantized: compared with float32 on this checkpoint the first time (then cached)
         plan = faithfulness.check(folder, tts.model, tts.processor, plan, precision,
                                   Path(data_dir))
+        release_freed_memory()  # what the check's conversions freed
         cache = ClonePromptCache(Path(data_dir) / "voice_cache", max_reference_seconds)
         return cls(tts, plan, model_name=model, precision=precision, sampling=sampling,
                    folder=folder, clone_cache=cache)

@@ -26,9 +26,10 @@ smoothed one only if it measures at least 10 % better): same scheme, same speed.
 
 When `auto` chose the precision, a layer (or a set of heads) whose error exceeds BOUNDS
 (HEAD_BOUNDS) is converted again with the next safer scheme (quantize.SAFER: fbgemm ->
-weight-only int8 -> float32; 4-bit -> int8), and if a stack's last hidden state is still off
-by more than STACK_BOUNDS, every layer of that stack goes one step safer (the whole model
-falls back).  With an explicit --dtype the figures are logged, with a warning when out of
+weight-only int8 -> float32; 4-bit -> int8), and while a stack's last hidden state is still
+off by more than STACK_BOUNDS, the third of its layers with the largest errors still in its
+main scheme goes one step safer and the stack is measured again (at most, the whole stack
+falls back one step).  With an explicit --dtype the figures are logged, with a warning when out of
 bounds, and the choice of scheme is kept (smoothed where that measured better).  The result
 is cached in DATA_DIR/faithfulness/ per checkpoint (path, file sizes and times), precision,
 CPU class and torch version, with the smoothed layers' ranges in a .ranges.safetensors file
@@ -68,8 +69,10 @@ VERSION = 3  # bump when what is measured or how schemes convert changes (invali
 BOUNDS = {"int8": 0.1, "int4": 0.25}
 # the heads' logits on float32 hidden states (int8 in every quantized scheme)
 HEAD_BOUNDS = {"int8": 0.05, "int4": 0.05}
-# a stack's last hidden state after the layers' own fallbacks
-STACK_BOUNDS = {"int8": 0.15, "int4": 0.35}
+# a stack's last hidden state after the layers' own fallbacks: int8 within 1.25x of fbgemm's
+# 0.08 on the 0.6B checkpoint without outliers (the target is 1.5x; smoothed, 0.06 there)
+STACK_BOUNDS = {"int8": 0.1, "int4": 0.35}
+STACK_STEPS = 3  # a stack out of its bound falls back a third of its layers at a time
 
 LANGUAGE_TEXTS = {
     "english": "The kitchen lights are off and the door is locked.",
@@ -291,15 +294,15 @@ class _StackSpec:
 
 def _stack_pass(stack: Stack, plan: StackPlan, weights: _Weights, spec: _StackSpec,
                 inputs: list[torch.Tensor], figures: StackFigures, report: Report,
-                smooth: bool, fallback: bool, force: tuple[str, float] | None = None
+                smooth: bool, fallback: bool, force: tuple[set[int], float] | None = None
                 ) -> tuple[StackPlan, list, list]:
     """Both streams through one stack, layer by layer; returns the (possibly changed) plan
     and the final hidden states of the float32 and the quantized streams.  With `smooth`,
     each quantized layer is also converted smoothed (smoothing.ALPHAS, with the ranges of
     float32's own inputs) and the version with the least error is kept; with `fallback`, a
-    layer out of BOUNDS moves to safer schemes until it is within them; with `force` =
-    (scheme, the stack's error), every layer still in that scheme moves one step safer
-    first (the whole stack falls back).  Conversions and smoothings go to `report`."""
+    layer out of BOUNDS moves to safer schemes until it is within them.  With `force` =
+    (layers, the stack's error), a later pass: those layers move one step safer first (and
+    only they are tried smoothed again).  Conversions and smoothings go to `report`."""
     xs_ref, xs_q = list(inputs), list(inputs)
     replaced: dict[int, Layer] = {}
     figures.layers = []
@@ -345,11 +348,13 @@ def _stack_pass(stack: Stack, plan: StackPlan, weights: _Weights, spec: _StackSp
             replaced[i] = new
             return new
 
-        alpha = prior.get(i)
-        if force is not None and layer.scheme == force[0] and layer.scheme in quantize.SAFER:
+        alpha, tried = prior.get(i), force is None
+        if force is not None and i in force[0] and layer.scheme in quantize.SAFER:
             layer = move(layer, force[1], STACK_BOUNDS[family(layer.scheme)], "stack")
-            alpha = None
-        layer, error, alpha = least_error(layer, error_of(layer), alpha)
+            alpha, tried = None, True
+        error = error_of(layer)
+        if tried:
+            layer, error, alpha = least_error(layer, error, alpha)
         while fallback and error > BOUNDS[family(layer.scheme)] and \
                 layer.scheme in quantize.SAFER:
             layer = move(layer, error, BOUNDS[family(layer.scheme)], "layer")
@@ -399,16 +404,22 @@ def _prompts(model, tokenizer, languages: list[str]) -> list:
 def _stack_with_fallback(stack: Stack, plan: StackPlan, weights: _Weights, spec: _StackSpec,
                          inputs: list[torch.Tensor], figures: StackFigures, report: Report,
                          smooth: bool, fallback: bool) -> tuple[StackPlan, list, list]:
-    """_stack_pass, then with `fallback` the whole stack one step safer if its last hidden
-    state is still out of STACK_BOUNDS."""
+    """_stack_pass, then with `fallback`, while the stack's last hidden state is out of
+    STACK_BOUNDS, the worst third of the layers still in the stack's main scheme (by their
+    own error) one step safer, and measured again: at most the whole stack one step."""
     new_plan, hs_ref, hs_q = _stack_pass(stack, plan, weights, spec, inputs, figures, report,
                                          smooth, fallback)
     figures.hidden = _rel(hs_q, hs_ref)
     main = _main_scheme(new_plan)
-    if fallback and figures.hidden > STACK_BOUNDS[family(main)] and main in quantize.SAFER:
+    step = -(-len(new_plan.layers) // STACK_STEPS)
+    while fallback and figures.hidden > STACK_BOUNDS[family(main)] and main in quantize.SAFER:
+        left = [i for i, layer in enumerate(new_plan.layers) if layer.scheme == main]
+        if not left:
+            break
+        worst = sorted(left, key=lambda i: figures.layers[i]["error"], reverse=True)[:step]
         new_plan, hs_ref, hs_q = _stack_pass(stack, new_plan, weights, spec, inputs, figures,
                                              report, smooth, fallback,
-                                             force=(main, figures.hidden))
+                                             force=(set(worst), figures.hidden))
         figures.hidden = _rel(hs_q, hs_ref)
     return new_plan, hs_ref, hs_q
 
