@@ -26,13 +26,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psutil
 import torch
+import torch.nn.functional as F
 
 from .. import __version__
 from ..contract import StreamStats
@@ -349,19 +352,32 @@ def run_ours(folder: Path, dtype: str, frames: int, repeats: int) -> dict:
 
 # -- quality guard -------------------------------------------------------------------------
 def projection_errors(folder: Path, dtype: str) -> dict:
-    """Relative error of each product (decoder stacks, heads) whose input is the hidden state
-    against float32, at full-size geometry, on real activations (the hidden states of a
-    prompt)."""
+    """Relative error against float32 of each layer's q/k/v product (after its input norm)
+    and MLP (after its post-attention norm), and of the heads, at full-size geometry, on
+    real activations (the hidden states of a prompt).  With the norm and the whole MLP, a
+    layer smoothed by the first-load check (engine/smoothing.py: scales folded into the norm
+    weights and into up_proj's rows) is the same function as float32's, so it compares."""
     ref = Engine.load(str(folder), data_dir=REPO / ".cache", dtype="float32")
     test = Engine.load(str(folder), data_dir=REPO / ".cache", dtype=dtype)
     prompt = ref.prompts.build(TEXT, language="english", speaker=ref.speakers[0])
     x = prompt.embeds[0]  # [T, hidden] real inputs of the first layer
     pairs = [(ref.model.talker.codec_head, test.model.talker.codec_head),
              *zip(ref.plan.predictor_heads, test.plan.predictor_heads, strict=True)]
+
+    def qkv(layer):
+        return _Fn(lambda h: layer.qkv(layer.input_norm(h)), layer.qkv.in_features)
+
+    def mlp(layer):
+        def run(h):
+            gate, up = layer.gate_up(layer.post_norm(h)).chunk(2, dim=-1)
+            return layer.down(F.silu(gate) * up)
+
+        return _Fn(run, layer.gate_up.in_features)
+
     for stack in ("talker", "predictor"):
         for a, b in zip(getattr(ref.plan, stack).layers, getattr(test.plan, stack).layers,
                         strict=True):
-            pairs += [(a.qkv, b.qkv), (a.gate_up, b.gate_up)]
+            pairs += [(qkv(a), qkv(b)), (mlp(a), mlp(b))]
     errors = []
     with torch.inference_mode():
         for want_fn, got_fn in pairs:
@@ -372,8 +388,18 @@ def projection_errors(folder: Path, dtype: str) -> dict:
             errors.append(float((got - want).norm() / want.norm()))
     del ref, test
     gc.collect()
-    return {"layers": len(errors), "mean_rel_error": round(float(np.mean(errors)), 4),
+    return {"layers": len(errors), "measures": "norm+qkv, norm+mlp, heads",
+            "mean_rel_error": round(float(np.mean(errors)), 4),
             "max_rel_error": round(float(np.max(errors)), 4)}
+
+
+@dataclass
+class _Fn:
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    in_features: int
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
 
 
 def greedy_agreement(dtype: str, frames: int = 20) -> dict:
@@ -467,7 +493,13 @@ def markdown(report: dict) -> str:
             "",
             "### Quality guard (against float32)",
             "",
-            "Relative error of every talker linear layer's output against float32, on the real "
+            ("Relative error against float32 of every decoder layer's q/k/v product after its "
+             "input norm and of its MLP after its post-attention norm (so that layers the "
+             "first-load check smoothed compare as the functions they are), and of the heads"
+             if any(q.get("projections", {}).get("measures")
+                    for q in report.get("quality", {}).values())
+             else "Relative error of every talker linear layer's output against float32")
+            + ", on the real "
             "hidden states of a prompt at full-size geometry; and greedy codes of the first "
             "frames on the tiny model. Random tiny weights give nearly tied logits, so one "
             "rounding flips a code and the frames drift apart: that column shows the check "
