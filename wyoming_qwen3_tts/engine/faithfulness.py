@@ -226,21 +226,24 @@ class _Weights:
     def linear(self, prefix: str) -> torch.nn.Linear:
         weight = self.get(prefix + ".weight")
         bias = self.get(prefix + ".bias") if prefix + ".bias" in self else None
-        linear = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None,
-                                 device="meta")
-        linear.weight = torch.nn.Parameter(weight, requires_grad=False)
-        if bias is not None:
-            linear.bias = torch.nn.Parameter(bias, requires_grad=False)
-        return linear
+        return quantize.linear_of(weight, bias)
 
     def layer(self, prefix: str, library_layer, scheme: str,
               smooth: tuple[smoothing.Ranges, float] | None = None) -> Layer:
         """Layer `prefix` converted with `scheme` from its float32 weights in the file;
         with `smooth` = (ranges, alpha), smoothed first (smoothing.smoothed)."""
-        layer = float_layer(self, prefix, library_layer)
-        if smooth is not None:
-            layer = smoothing.smoothed(layer, *smooth)
-        return quantize._layer(layer, scheme)
+        return convert_layer(float_layer(self, prefix, library_layer), scheme, smooth)
+
+
+def convert_layer(layer: types.SimpleNamespace, scheme: str,
+                  smooth: tuple[smoothing.Ranges, float] | None = None) -> Layer:
+    """A float_layer converted with `scheme` (smoothed first with `smooth`); `layer` itself
+    stays whole, so one read of the file serves every conversion tried."""
+    if smooth is not None:
+        return quantize._layer(smoothing.smoothed(layer, *smooth), scheme)
+    ns = types.SimpleNamespace  # _layer takes the projections out of what it is given
+    return quantize._layer(ns(**{**vars(layer), "self_attn": ns(**vars(layer.self_attn)),
+                                 "mlp": ns(**vars(layer.mlp))}), scheme)
 
 
 def float_layer(weights: _Weights, prefix: str, library_layer) -> types.SimpleNamespace:
@@ -309,7 +312,9 @@ def _stack_pass(stack: Stack, plan: StackPlan, weights: _Weights, spec: _StackSp
     prior = {m.layer: m.alpha for m in report.smoothed if m.what == spec.name}  # a 2nd pass
     report.smoothed = [m for m in report.smoothed if m.what != spec.name]
     for i, layer in enumerate(plan.layers):
-        ref_layer = weights.layer(f"{spec.prefix}.{i}", spec.library_layers[i], "float32")
+        # this layer's float32 weights, read once for the reference and every conversion
+        base = float_layer(weights, f"{spec.prefix}.{i}", spec.library_layers[i])
+        ref_layer = convert_layer(base, "float32")
         ropes = [stack.rope(0, x.shape[1]) for x in xs_ref]
 
         def run(desc: Layer, xs: list[torch.Tensor], i=i, ropes=ropes) -> list[torch.Tensor]:
@@ -323,9 +328,8 @@ def _stack_pass(stack: Stack, plan: StackPlan, weights: _Weights, spec: _StackSp
         def error_of(desc: Layer, xs=xs_ref, updates=updates_ref) -> float:
             return _rel([y - x for y, x in zip(run(desc, xs), xs, strict=True)], updates)
 
-        def convert(scheme: str, alpha: float | None, i=i, ranges=ranges) -> Layer:
-            return weights.layer(f"{spec.prefix}.{i}", spec.library_layers[i], scheme,
-                                 None if alpha is None else (ranges, alpha))
+        def convert(scheme: str, alpha: float | None, base=base, ranges=ranges) -> Layer:
+            return convert_layer(base, scheme, None if alpha is None else (ranges, alpha))
 
         def least_error(layer: Layer, error: float, alpha: float | None
                         ) -> tuple[Layer, float, float | None]:
@@ -367,7 +371,7 @@ def _stack_pass(stack: Stack, plan: StackPlan, weights: _Weights, spec: _StackSp
         figures.layers.append({"scheme": layer.scheme, "alpha": alpha, "error": round(error, 5),
                                "stream": round(_rel(ys_q, ys_ref), 5)})
         xs_ref, xs_q = ys_ref, ys_q
-        del ref_layer
+        del ref_layer, base
     plan = plan.replace_layers(replaced) if replaced else plan
     return plan, [plan.norm(x) for x in xs_ref], [plan.norm(x) for x in xs_q]
 

@@ -400,6 +400,16 @@ def product_of(module: torch.nn.Module) -> Product:
     raise TypeError(f"not a linear layer: {type(module).__name__}")
 
 
+def linear_of(weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.nn.Linear:
+    """An nn.Linear holding these tensors (no copy, no initialisation)."""
+    linear = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None,
+                             device="meta")
+    linear.weight = torch.nn.Parameter(weight, requires_grad=False)
+    if bias is not None:
+        linear.bias = torch.nn.Parameter(bias, requires_grad=False)
+    return linear
+
+
 def _concat_linear(parts: list[torch.nn.Linear]) -> torch.nn.Linear:
     fused = torch.nn.Linear(parts[0].in_features, sum(p.out_features for p in parts),
                             bias=parts[0].bias is not None, dtype=parts[0].weight.dtype)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .quantize import Layer, Product
+from .quantize import Layer, Product, linear_of
 
 # the migration strengths the first-load check tries per layer (besides none): 0.5 is
 # SmoothQuant's default, larger values move more of an extreme channel into the weights
@@ -103,15 +103,6 @@ def scales(act_max: torch.Tensor, weights: list[torch.Tensor], alpha: float) -> 
     return torch.where((a > _FLOOR) & (w > _FLOOR), s, torch.ones_like(s))
 
 
-def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> torch.nn.Linear:
-    linear = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None,
-                             device="meta")
-    linear.weight = torch.nn.Parameter(weight, requires_grad=False)
-    if bias is not None:
-        linear.bias = torch.nn.Parameter(bias, requires_grad=False)
-    return linear
-
-
 def _norm(norm, divide_by: torch.Tensor) -> types.SimpleNamespace:
     return types.SimpleNamespace(weight=norm.weight.detach().float() / divide_by,
                                  variance_epsilon=norm.variance_epsilon)
@@ -134,7 +125,7 @@ def smoothed(layer, ranges: Ranges, alpha: float) -> types.SimpleNamespace:
     def times(linear, s, weight=None, bias=None) -> torch.nn.Linear:
         w = linear.weight.float() if weight is None else weight
         b = linear.bias if bias is None else bias
-        return _linear(w * s[None, :], None if b is None else b.float())
+        return linear_of(w * s[None, :], None if b is None else b.float())
 
     ns = types.SimpleNamespace
     return ns(
