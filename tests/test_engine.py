@@ -352,9 +352,9 @@ def test_auto_precision_per_cpu():
     assert (picks["x86-bf16"].talker, picks["x86-bf16"].vocoder) == ("int8-fbgemm",
                                                                       torch.bfloat16)
     assert (picks["arm-dotprod"].talker, picks["arm-dotprod"].predictor) == \
-        ("int8-wo-f32", "int4-kleidiai-g32")
+        ("int8-dyn32", "int4-kleidiai-g32")
     assert (picks["arm-v8.0"].talker, picks["arm-v8.0"].predictor) == \
-        ("int8-wo-f32", "int8-wo-f32")
+        ("int8-dyn32", "int8-dyn32")
     assert all(p.vocoder == torch.float32 for k, p in picks.items() if k != "x86-bf16")
     assert resolve("auto", Cpu("riscv64")).generation == "float32"
     assert resolve("int8-weight-only", amx).talker == "int8-wo-bf16"
@@ -362,6 +362,17 @@ def test_auto_precision_per_cpu():
     assert resolve("float32", amx).vocoder == torch.float32
     # this machine: what auto picks must load here
     assert choose_precision("auto").cpu_class == detect_cpu().cpu_class
+    # without the compiled kernels int8-dyn32 gives way to what ran before it
+    from wyoming_qwen3_tts.engine import quantize
+
+    saved = quantize._kernels
+    quantize._kernels = lambda: None
+    try:
+        without = choose_precision("auto", pi4)
+    finally:
+        quantize._kernels = saved
+    assert (without.talker, without.predictor) == ("int8-wo-f32", "int8-wo-f32")
+    assert quantize.safer("int8-fbgemm") == "int8-dyn32"
     with pytest.raises(ValueError, match="unknown dtype"):
         choose_precision("float16")
 

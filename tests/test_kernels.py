@@ -156,6 +156,8 @@ def test_engine_speaks_without_kernels(tiny_custom_voice, tmp_path_factory, monk
     engine = Engine.load(str(tiny_custom_voice), data_dir=tmp_path_factory.mktemp("data"),
                          dtype="int8")
     assert engine.generator.talker_stack._fused is None
+    # int8 without int8_products.c: what this CPU class ran before it
+    assert "int8-dyn32" not in (engine.precision.talker, engine.precision.predictor)
     pcm = b"".join(engine.stream("Hello there.", speaker="Ryan", max_frames=4, seed=3))
     assert len(pcm) == 4 * 1920 * 2 and np.abs(np.frombuffer(pcm, "<i2")).max() > 100
 
@@ -164,8 +166,9 @@ def test_engine_speaks_without_kernels(tiny_custom_voice, tmp_path_factory, monk
 def test_fused_and_plain_engines_speak_alike(lib, int8_engine, tiny_custom_voice,
                                              tmp_path_factory, monkeypatch):
     """Same seed, same codes: on the tiny model the two paths agree to float rounding, far
-    below what could move a sampled code."""
-    monkeypatch.setattr(kernels, "load", lambda cache_dir=None: None)
+    below what could move a sampled code.  The same products (int8_products.c's among them)
+    in both: only the steps between them differ."""
+    monkeypatch.setattr(FusedStep, "supports", staticmethod(lambda plan: False))
     plain = Engine.load(str(tiny_custom_voice), data_dir=tmp_path_factory.mktemp("data"),
                         dtype="int8")
     text = "Hello there, this is a small test."
@@ -224,8 +227,9 @@ def test_fused_step_refuses_positions_past_the_cache(lib, int8_engine):
 def test_kernels_target_can_be_picked(monkeypatch):
     """QWEN3_TTS_KERNELS_MARCH compiles for a named CPU (the benchmark's AVX2 cap: haswell)."""
     monkeypatch.setenv(kernels.MARCH_ENV, "haswell")
-    assert kernels.flag_sets()[0] == ["-O3", "-march=haswell", "-fopenmp-simd"]
-    assert kernels.flag_sets()[1:] == kernels.FLAG_SETS[1:]  # the portable fallback stays
+    assert kernels.flag_sets()[0] == ["-O3", "-march=haswell", "-fopenmp"]
+    assert kernels.flag_sets()[1] == ["-O3", "-march=haswell", "-fopenmp-simd"]
+    assert kernels.flag_sets()[2:] == kernels.FLAG_SETS[2:]  # the portable fallbacks stay
     monkeypatch.delenv(kernels.MARCH_ENV)
     monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
     assert kernels.flag_sets() == kernels.FLAG_SETS

@@ -25,8 +25,9 @@ migration strength in smoothing.ALPHAS, and the conversion with the least error 
 smoothed one only if it measures at least 10 % better): same scheme, same speed.
 
 When `auto` chose the precision, a layer (or a set of heads) whose error exceeds BOUNDS
-(HEAD_BOUNDS) is converted again with the next safer scheme (quantize.SAFER: fbgemm ->
-weight-only int8 -> float32; 4-bit -> int8), and while a stack's last hidden state is still
+(HEAD_BOUNDS) is converted again with the next safer scheme (quantize.safer: fbgemm ->
+int8 with activations per block of 32 (int8-dyn32) -> weight-only int8 -> float32; 4-bit ->
+int8), and while a stack's last hidden state is still
 off by more than STACK_BOUNDS, the third of its layers with the largest errors still in its
 main scheme goes one step safer and the stack is measured again (at most, the whole stack
 falls back one step).  With an explicit --dtype the figures are logged, with a warning when out of
@@ -345,7 +346,8 @@ def _stack_pass(stack: Stack, plan: StackPlan, weights: _Weights, spec: _StackSp
             return best
 
         def move(layer: Layer, error: float, bound: float, why: str, i=i) -> Layer:
-            safer = quantize.SAFER[layer.scheme]
+            safer = quantize.safer(layer.scheme)
+            assert safer is not None, layer.scheme
             report.moved.append(Move(spec.name, i, layer.scheme, safer, round(error, 5), bound,
                                      why))
             new = convert(safer, None)
@@ -353,14 +355,14 @@ def _stack_pass(stack: Stack, plan: StackPlan, weights: _Weights, spec: _StackSp
             return new
 
         alpha, tried = prior.get(i), force is None
-        if force is not None and i in force[0] and layer.scheme in quantize.SAFER:
+        if force is not None and i in force[0] and quantize.safer(layer.scheme) is not None:
             layer = move(layer, force[1], STACK_BOUNDS[family(layer.scheme)], "stack")
             alpha, tried = None, True
         error = error_of(layer)
         if tried:
             layer, error, alpha = least_error(layer, error, alpha)
         while fallback and error > BOUNDS[family(layer.scheme)] and \
-                layer.scheme in quantize.SAFER:
+                quantize.safer(layer.scheme) is not None:
             layer = move(layer, error, BOUNDS[family(layer.scheme)], "layer")
             layer, error, alpha = least_error(layer, error_of(layer), None)
         if alpha is not None:
@@ -416,7 +418,8 @@ def _stack_with_fallback(stack: Stack, plan: StackPlan, weights: _Weights, spec:
     figures.hidden = _rel(hs_q, hs_ref)
     main = _main_scheme(new_plan)
     step = -(-len(new_plan.layers) // STACK_STEPS)
-    while fallback and figures.hidden > STACK_BOUNDS[family(main)] and main in quantize.SAFER:
+    while fallback and figures.hidden > STACK_BOUNDS[family(main)] and \
+            quantize.safer(main) is not None:
         left = [i for i, layer in enumerate(new_plan.layers) if layer.scheme == main]
         if not left:
             break
@@ -488,8 +491,9 @@ def measure(folder: Path, model, tokenizer, plan: ModelPlan, fallback: bool = Fa
     _logit_figures(report.talker, talker_cases)
     head_scheme = quantize.product_of(talker.codec_head).kind
     head_bound = HEAD_BOUNDS[family(head_scheme)]
-    if fallback and report.talker.heads > head_bound and head_scheme in quantize.SAFER:
-        safer = quantize.SAFER[head_scheme]
+    if fallback and report.talker.heads > head_bound and quantize.safer(head_scheme) is not None:
+        safer = quantize.safer(head_scheme)
+        assert safer is not None, head_scheme
         report.moved.append(Move(CODEC_HEAD, None, head_scheme, safer,
                                  round(report.talker.heads, 5), head_bound, "heads"))
         talker.codec_head = _head(weights, "talker.codec_head", safer)
@@ -521,8 +525,9 @@ def measure(folder: Path, model, tokenizer, plan: ModelPlan, fallback: bool = Fa
     _logit_figures(report.predictor, predictor_cases)
     head_scheme = heads[0].kind
     head_bound = HEAD_BOUNDS[family(head_scheme)]
-    if fallback and report.predictor.heads > head_bound and head_scheme in quantize.SAFER:
-        safer = quantize.SAFER[head_scheme]
+    if fallback and report.predictor.heads > head_bound and quantize.safer(head_scheme) is not None:
+        safer = quantize.safer(head_scheme)
+        assert safer is not None, head_scheme
         report.moved.append(Move(PREDICTOR_HEADS, None, head_scheme, safer,
                                  round(report.predictor.heads, 5), head_bound, "heads"))
         heads = _predictor_heads(weights, len(heads), safer)

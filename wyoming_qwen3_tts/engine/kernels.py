@@ -30,9 +30,16 @@ from .precision import cpu_flags
 _LOGGER = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("kernels.c")
+# one library: the fused layer-step kernels and the int8 products (int8_products.c)
+SOURCES = (SOURCE, Path(__file__).with_name("int8_products.c"))
+# -fopenmp: int8_products.c shares its rows out among threads.  libgomp is loaded once per
+# process, so its threads are torch's own team (torch's CPU build runs on libgomp too).
+# Without OpenMP (no libgomp to link) the same code builds single-threaded.
 FLAG_SETS = (
+    ["-O3", "-march=native", "-fopenmp"],
     ["-O3", "-march=native", "-fopenmp-simd"],
-    ["-O3", "-fopenmp-simd"],  # compilers that know no -march=native
+    ["-O3", "-fopenmp"],  # compilers that know no -march=native
+    ["-O3", "-fopenmp-simd"],
 )
 
 
@@ -43,7 +50,8 @@ MARCH_ENV = "QWEN3_TTS_KERNELS_MARCH"
 def flag_sets() -> tuple[list[str], ...]:
     march = os.environ.get(MARCH_ENV, "").strip()
     if march:
-        return (["-O3", f"-march={march}", "-fopenmp-simd"], *FLAG_SETS[1:])
+        return (["-O3", f"-march={march}", "-fopenmp"], ["-O3", f"-march={march}", "-fopenmp-simd"],
+                *FLAG_SETS[2:])
     return FLAG_SETS
 
 
@@ -72,6 +80,12 @@ def _signatures(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.attend.argtypes = [ctypes.POINTER(Attention), p, p, p, i, i, p]
     for fn in (lib.rms_norm, lib.add_rms_norm, lib.silu_mul, lib.attend):
         fn.restype = None
+    lib.dyn32_linear.argtypes = [p, p, i, i, p, p, p, i, i]
+    lib.dyn32_linear.restype = i
+    lib.dyn32_threaded.argtypes = []
+    lib.dyn32_threaded.restype = i
+    lib.dyn32_path.argtypes = []
+    lib.dyn32_path.restype = ctypes.c_char_p
     return lib
 
 
@@ -91,7 +105,8 @@ def _build(cc: str, flags: list[str], target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         out = Path(tmp) / target.name
-        subprocess.run([cc, *flags, "-fPIC", "-shared", "-o", str(out), str(SOURCE), "-lm"],
+        subprocess.run([cc, *flags, "-fPIC", "-shared", "-o", str(out),
+                        *(str(source) for source in SOURCES), "-lm"],
                        check=True, capture_output=True, timeout=120)
         os.replace(out, target)  # atomic: a concurrent server sees all of it or nothing
 
@@ -118,7 +133,8 @@ def load(cache_dir: Path | None = None) -> ctypes.CDLL | None:
     errors = []
     for flags, folder in itertools.product(flag_sets(), folders):
         key = hashlib.sha256("\n".join([
-            SOURCE.read_text(encoding="utf-8"), version, " ".join(flags), platform.machine(),
+            *(source.read_text(encoding="utf-8") for source in SOURCES), version,
+            " ".join(flags), platform.machine(),
             " ".join(sorted(cpu_flags())),
         ]).encode()).hexdigest()[:16]
         target = folder / f"kernels-{key}.so"
@@ -128,7 +144,9 @@ def load(cache_dir: Path | None = None) -> ctypes.CDLL | None:
                              folder)
                 _build(cc, flags, target)
             lib = _signatures(ctypes.CDLL(str(target)))
-            _LOGGER.debug("Fused kernels loaded from %s", target)
+            _LOGGER.debug("Fused kernels loaded from %s (int8 products: %s, %s)", target,
+                          lib.dyn32_path().decode(),
+                          "threaded" if lib.dyn32_threaded() else "one thread")
             return lib
         except (OSError, subprocess.SubprocessError) as err:
             detail = getattr(err, "stderr", b"") or b""

@@ -40,6 +40,7 @@ and ONEDNN_MAX_CPU_ISA=AVX2 (AVX2_ENV) an AVX-512 machine then runs as the x86-a
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import logging
 import os
 import platform
@@ -84,8 +85,11 @@ MEASURED = {
 }
 
 # --dtype -> (talker scheme, code predictor scheme) per class; None: not available there
-_INT8 = {X86_BF16: "int8-fbgemm", X86_AVX2: "int8-fbgemm", ARM_DOTPROD: "int8-wo-f32",
-         ARM_V80: "int8-wo-f32", OTHER: "int8-wo-f32"}
+_INT8 = {X86_BF16: "int8-fbgemm", X86_AVX2: "int8-fbgemm", ARM_DOTPROD: "int8-dyn32",
+         ARM_V80: "int8-dyn32", OTHER: "int8-wo-f32"}
+# int8 where the compiled kernels are missing (no C compiler, QWEN3_TTS_KERNELS=0)
+WITHOUT_KERNELS = {X86_BF16: "int8-fbgemm", X86_AVX2: "int8-fbgemm",
+                   ARM_DOTPROD: "int8-wo-f32", ARM_V80: "int8-wo-f32", OTHER: "int8-wo-f32"}
 _INT8_WO = {X86_BF16: "int8-wo-bf16", X86_AVX2: "int8-wo-bf16", ARM_DOTPROD: "int8-wo-f32",
             ARM_V80: "int8-wo-f32", OTHER: "int8-wo-f32"}
 _INT4 = {X86_BF16: "int4-tinygemm-g32", X86_AVX2: "int4-tinygemm-g32",
@@ -252,6 +256,16 @@ def choose_precision(dtype: str = "auto", cpu: Cpu | None = None) -> Precision:
     precision = resolve(dtype, detect_cpu() if cpu is None else cpu)
     from .quantize import unavailable
 
+    swap = {}
+    for scheme in {precision.talker, precision.predictor}:
+        if scheme == "int8-dyn32" and unavailable(scheme):
+            swap[scheme] = WITHOUT_KERNELS[precision.cpu_class]
+            _LOGGER.info("int8 products without the compiled kernels (%s): %s instead",
+                         unavailable(scheme), swap[scheme])
+    if swap:
+        precision = dataclasses.replace(
+            precision, talker=swap.get(precision.talker, precision.talker),
+            predictor=swap.get(precision.predictor, precision.predictor))
     for scheme in {precision.talker, precision.predictor}:
         why = unavailable(scheme)
         if why:

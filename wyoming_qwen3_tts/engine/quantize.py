@@ -18,6 +18,10 @@ Schemes (SCHEMES; precision.py says which one each CPU class gets per --dtype):
   quantized per token to 7 bits), called as `quantized::linear_dynamic` with its packed
   weights (the module's __call__ costs ~13 us more).  Fastest on x86; an activation outlier
   channel costs the other channels their precision.
+- int8-dyn32: int8 weights (a scale per output row) and int8 activations with a scale per
+  block of 32 inputs, quantized inside the product (int8_products.c, our own kernel, as
+  ggml's Q8_0): an outlier channel costs only its own block its precision; 1.2-1.35x
+  fbgemm's speed at one token here, memory-bound.  Needs the compiled kernels.
 - int8-wo-bf16 / int8-wo-f32: weight-only int8 (`aten._weight_int8pack_mm`, a scale per
   output row), the product's activations in bfloat16 (x86: 10x faster than float32 there,
   even without native bf16) or float32 (ARM: fewer instructions).  Activations stay floating
@@ -266,6 +270,46 @@ def int8_weight_only(linear: torch.nn.Linear, act: torch.dtype) -> Product:
                    linear.out_features, q.numel() + scales.numel() * 2, name)
 
 
+def _dyn32_op(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor,
+              bias: torch.Tensor | None, kernel) -> torch.Tensor:
+    k, n = weight.shape[1], weight.shape[0]
+    flat = x.reshape(-1, k)
+    if flat.dtype != torch.float32 or not flat.is_contiguous():
+        flat = flat.float().contiguous()
+    y = torch.empty(flat.shape[0], n)
+    status = kernel(y.data_ptr(), flat.data_ptr(), flat.shape[0], k, weight.data_ptr(),
+                    scales.data_ptr(), None if bias is None else bias.data_ptr(), n,
+                    torch.get_num_threads())
+    if status:
+        raise MemoryError("int8_products.c: no memory for the quantized activations")
+    return y.view(*x.shape[:-1], n).to(x.dtype)
+
+
+def int8_dyn32(linear: torch.nn.Linear) -> Product:
+    """Symmetric int8 weights, one scale per output row; each block of 32 inputs of each
+    token quantized to int8 with its own scale inside the product (int8_products.c, threaded
+    as torch is).  Where the kernels are not built or the width is not a multiple of 32 (tiny
+    test models), the matching weight-only int8 instead."""
+    lib = _kernels()
+    if lib is None or linear.in_features % 32 or linear.in_features > DYN32_MAX_IN:
+        return _int8_wo_default(linear)
+    w = linear.weight.detach().float()
+    scales = (w.abs().amax(dim=1).clamp(min=1e-12) / 127).contiguous()
+    q = torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+    bias = None if linear.bias is None else linear.bias.detach().float().contiguous()
+    return Product(_dyn32_op, (q, scales, bias, lib.dyn32_linear), linear.in_features,
+                   linear.out_features, q.numel() + scales.numel() * 4, "int8-dyn32")
+
+
+DYN32_MAX_IN = 16384  # int8_products.c's MAX_K
+
+
+def _kernels():
+    from . import kernels
+
+    return kernels.load()
+
+
 def _int4_tinygemm_op(x: torch.Tensor, packed: torch.Tensor, group: int,
                       scales_zeros: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     y = torch.ops.aten._weight_int4pack_mm_for_cpu(
@@ -337,26 +381,49 @@ def _int8_wo_f32(linear: torch.nn.Linear) -> Product:
     return int8_weight_only(linear, torch.float32)
 
 
+_ARM = platform.machine().lower() in ("aarch64", "arm64")
+# weight-only int8 as this architecture runs it best (bfloat16 activations on x86: MEASURED)
+WO_DEFAULT = "int8-wo-f32" if _ARM else "int8-wo-bf16"
+
+
+def _int8_wo_default(linear: torch.nn.Linear) -> Product:
+    return int8_weight_only(linear, torch.float32 if _ARM else torch.bfloat16)
+
+
 # scheme -> how one of a layer's (fused) float linears becomes a Product
 SCHEMES: dict[str, Callable[[torch.nn.Linear], Product]] = {
     "float32": _float_linear,
     "bfloat16": _float_linear,
     "int8-fbgemm": _fbgemm_linear,
+    "int8-dyn32": int8_dyn32,
     "int8-wo-bf16": _int8_wo_bf16,
     "int8-wo-f32": _int8_wo_f32,
     **{f"int4-tinygemm-g{g}": _four_bit(int4_tinygemm, g, _int8_wo_bf16) for g in (32, 64, 128)},
-    **{f"int4-kleidiai-g{g}": _four_bit(int4_kleidiai, g, _int8_wo_f32) for g in (32, 64, 128)},
+    **{f"int4-kleidiai-g{g}": _four_bit(int4_kleidiai, g, int8_dyn32) for g in (32, 64, 128)},
 }
 # the int8 scheme for what a 4-bit scheme leaves in int8 (heads, projections) and the
 # faithfulness check's fallback for a layer out of bounds
-INT8_OF = {"int8-fbgemm": "int8-fbgemm", "int8-wo-bf16": "int8-wo-bf16",
+INT8_OF = {"int8-fbgemm": "int8-fbgemm", "int8-dyn32": "int8-dyn32",
+           "int8-wo-bf16": "int8-wo-bf16",
            "int8-wo-f32": "int8-wo-f32",
            **{f"int4-tinygemm-g{g}": "int8-wo-bf16" for g in (32, 64, 128)},
-           **{f"int4-kleidiai-g{g}": "int8-wo-f32" for g in (32, 64, 128)}}
+           **{f"int4-kleidiai-g{g}": "int8-dyn32" for g in (32, 64, 128)}}
 # one step safer (activations kept floating point, or more bits), for a layer out of bounds
-SAFER = {"int8-fbgemm": "int8-wo-bf16", "int8-wo-bf16": "float32", "int8-wo-f32": "float32",
+# (fbgemm -> int8-dyn32: activations per block of 32 instead of per token, nearly fbgemm's
+# speed; then weight-only)
+SAFER = {"int8-fbgemm": "int8-dyn32", "int8-dyn32": WO_DEFAULT,
+         "int8-wo-bf16": "float32", "int8-wo-f32": "float32",
          **{f"int4-tinygemm-g{g}": "int8-wo-bf16" for g in (32, 64, 128)},
-         **{f"int4-kleidiai-g{g}": "int8-wo-f32" for g in (32, 64, 128)}}
+         **{f"int4-kleidiai-g{g}": "int8-dyn32" for g in (32, 64, 128)}}
+
+
+def safer(scheme: str) -> str | None:
+    """The next safer scheme that runs here (SAFER, skipping what this machine lacks: without
+    the compiled kernels fbgemm goes straight to weight-only), or None."""
+    nxt = SAFER.get(scheme)
+    while nxt is not None and unavailable(nxt):
+        nxt = SAFER.get(nxt)
+    return nxt
 
 
 def unavailable(scheme: str) -> str:
@@ -368,6 +435,8 @@ def unavailable(scheme: str) -> str:
         if "fbgemm" not in torch.backends.quantized.supported_engines or \
                 platform.machine().lower() not in ("x86_64", "amd64"):
             return "fbgemm (x86-64 only)"
+    elif scheme == "int8-dyn32" and _kernels() is None:
+        return "the compiled kernels (int8_products.c: a C compiler, QWEN3_TTS_KERNELS not 0)"
     elif scheme.startswith("int8-wo") and not hasattr(ops, "_weight_int8pack_mm"):
         return "aten._weight_int8pack_mm"
     elif scheme.startswith("int4-tinygemm") and not hasattr(ops, "_weight_int4pack_mm_for_cpu"):

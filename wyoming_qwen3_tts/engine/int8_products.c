@@ -1,0 +1,320 @@
+/* Matrix products with int8 weights and int8 activations quantized per block of 32 inputs
+ * (the ggml Q8_0 way), for the decode loop's single-token steps (see quantize.py, scheme
+ * int8-dyn32, which calls `dyn32_linear` through ctypes; kernels.py compiles this file with
+ * kernels.c).
+ *
+ * y[m, n] = wscale[n] * sum_b xs[m, b] * sum_{i in block b} w[n, i] * xq[m, i]  (+ bias[n])
+ *
+ * Weights: int8, row-major [n, k], one float scale per output row (symmetric, max |w| = 127).
+ * Activations: each block of 32 inputs of each token gets its own scale (max |x| / 127) and
+ * is rounded to int8 here, once per call.  A huge activation channel only costs its own block
+ * of 32 its precision, where a scale per token (fbgemm) costs every channel.
+ *
+ * The dot products of a block are exact in int32; blocks are summed in float32.  The rows
+ * are shared out among `threads` OpenMP threads (the caller passes torch's count: with
+ * libgomp loaded once per process, the same team as torch's own products).  Vector paths: AVX-512 VNNI,
+ * AVX-VNNI, AVX2, NEON with and without dotprod; plain C (vectorised by the compiler)
+ * elsewhere.  Every path computes the same int32 block sums, so they agree to float32
+ * rounding of the block accumulation.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+#if defined(__ARM_NEON)
+#include <arm_neon.h>
+#endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define BLOCK 32
+#define MAX_K 16384 /* longest row (inputs) dyn32_linear takes */
+
+/* 1 when compiled with OpenMP (the rows are shared out among threads), else 0 */
+int dyn32_threaded(void) {
+#ifdef _OPENMP
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+/* which vector path this build runs (for the log and the tests) */
+const char *dyn32_path(void) {
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+  return "avx512-vnni";
+#elif defined(__AVXVNNI__)
+  return "avx-vnni";
+#elif defined(__AVX2__)
+  return "avx2";
+#elif defined(__ARM_NEON) && defined(__ARM_FEATURE_DOTPROD)
+  return "neon-dotprod";
+#elif defined(__ARM_NEON)
+  return "neon";
+#else
+  return "c";
+#endif
+}
+
+/* x [k] -> xq [k] int8 and xs [k / 32] (x = xq * xs, per block) */
+static void quantize_blocks(const float *x, int k, int8_t *xq, float *xs) {
+  for (int b = 0; b < k / BLOCK; b++) {
+    const float *v = x + b * BLOCK;
+    float amax = 0.f;
+#pragma omp simd reduction(max : amax)
+    for (int i = 0; i < BLOCK; i++) amax = fmaxf(amax, fabsf(v[i]));
+    float scale = amax / 127.f, inv = amax > 0.f ? 127.f / amax : 0.f;
+    xs[b] = scale;
+#pragma omp simd
+    for (int i = 0; i < BLOCK; i++) xq[b * BLOCK + i] = (int8_t)(int)rintf(v[i] * inv);
+  }
+}
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+/* u8 x s8 products: |w| and x with w's sign, so that the unsigned operand is w's magnitude */
+static inline __m256i dot_block(__m256i w, __m256i x) {
+  __m256i sx = _mm256_sign_epi8(x, w);
+  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(w), sx);
+}
+#elif defined(__AVXVNNI__)
+static inline __m256i dot_block(__m256i w, __m256i x) {
+  __m256i sx = _mm256_sign_epi8(x, w);
+  return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(w), sx);
+}
+#elif defined(__AVX2__)
+static inline __m256i dot_block(__m256i w, __m256i x) {
+  /* |w| * x in int16 pairs cannot saturate: 2 * 127 * 127 < 32767 */
+  __m256i sx = _mm256_sign_epi8(x, w);
+  __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(w), sx);
+  return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+#endif
+
+#if defined(__AVX2__)
+static inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+#endif
+
+/* sum_b xs[b] * (w[b] . xq[b]) over the k / 32 blocks of one row */
+static float row_dot(const int8_t *w, const int8_t *xq, const float *xs, int k) {
+  int blocks = k / BLOCK;
+#if defined(__AVX2__)
+  __m256 acc = _mm256_setzero_ps();
+  int b = 0;
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+  /* two blocks a step in 512-bit registers (the 16 sums: 8 of each block) */
+  __m512 wide = _mm512_setzero_ps();
+  for (; b + 1 < blocks; b += 2) {
+    __m512i wv = _mm512_loadu_si512(w + b * BLOCK), xv = _mm512_loadu_si512(xq + b * BLOCK);
+    __m512i sx = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), _mm512_setzero_si512(), xv);
+    __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wv), sx);
+    __m512 scale = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_broadcast_ss(xs + b)),
+                                      _mm256_broadcast_ss(xs + b + 1), 1);
+    wide = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), scale, wide);
+  }
+  acc = _mm256_add_ps(_mm512_castps512_ps256(wide), _mm512_extractf32x8_ps(wide, 1));
+#endif
+  for (; b < blocks; b++) {
+    __m256i wv = _mm256_loadu_si256((const __m256i *)(w + b * BLOCK));
+    __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + b * BLOCK));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_block(wv, xv)), _mm256_set1_ps(xs[b]), acc);
+  }
+  return hsum(acc);
+#elif defined(__ARM_NEON)
+  float32x4_t acc = vdupq_n_f32(0.f);
+  for (int b = 0; b < blocks; b++) {
+    const int8_t *wb = w + b * BLOCK, *xb = xq + b * BLOCK;
+    int8x16_t w0 = vld1q_s8(wb), w1 = vld1q_s8(wb + 16);
+    int8x16_t x0 = vld1q_s8(xb), x1 = vld1q_s8(xb + 16);
+#if defined(__ARM_FEATURE_DOTPROD)
+    int32x4_t d = vdotq_s32(vdotq_s32(vdupq_n_s32(0), w0, x0), w1, x1);
+#else
+    int16x8_t p = vmull_s8(vget_low_s8(w0), vget_low_s8(x0));
+    p = vmlal_s8(p, vget_high_s8(w0), vget_high_s8(x0));
+    int16x8_t q = vmull_s8(vget_low_s8(w1), vget_low_s8(x1));
+    q = vmlal_s8(q, vget_high_s8(w1), vget_high_s8(x1));
+    int32x4_t d = vpaddlq_s16(p);
+    d = vpadalq_s16(d, q);
+#endif
+    acc = vmlaq_n_f32(acc, vcvtq_f32_s32(d), xs[b]);
+  }
+  return vaddvq_f32(acc);
+#else
+  float acc = 0.f;
+  for (int b = 0; b < blocks; b++) {
+    int32_t d = 0;
+#pragma omp simd reduction(+ : d)
+    for (int i = 0; i < BLOCK; i++) d += (int32_t)w[b * BLOCK + i] * xq[b * BLOCK + i];
+    acc += (float)d * xs[b];
+  }
+  return acc;
+#endif
+}
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__) || \
+    defined(__AVXVNNI__)
+#define UNSIGNED_TILE 1
+#if defined(__AVXVNNI__) && !defined(__AVX512VNNI__)
+#define DPBUSD _mm256_dpbusd_avx_epi32
+#else
+#define DPBUSD _mm256_dpbusd_epi32
+#endif
+/* Four tokens at once against one row, with VNNI: the activations as unsigned bytes
+ * (xu = xq + 128), so that each block is one vpdpbusd with no sign fix-up; the 128 * sum(w)
+ * this adds per block is taken off once per token and row (the row's block sums, ws, are
+ * shared by every token). */
+static void row_dot4(const int8_t *w, const uint8_t *xu, const float *xs, const float *ws,
+                     int k, float *out) {
+  int blocks = k / BLOCK;
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (int b = 0; b < blocks; b++) {
+    __m256i wv = _mm256_loadu_si256((const __m256i *)(w + b * BLOCK));
+    const uint8_t *xb = xu + b * BLOCK;
+    const float *sb = xs + b;
+#define TOKEN(t, acc)                                                                   \
+    acc = _mm256_fmadd_ps(                                                              \
+        _mm256_cvtepi32_ps(DPBUSD(_mm256_setzero_si256(),                               \
+                                  _mm256_loadu_si256((const __m256i *)(xb + (t) * k)), wv)), \
+        _mm256_broadcast_ss(sb + (t) * blocks), acc)
+    TOKEN(0, a0);
+    TOKEN(1, a1);
+    TOKEN(2, a2);
+    TOKEN(3, a3);
+#undef TOKEN
+  }
+  __m256 acc[4] = {a0, a1, a2, a3};
+  for (int t = 0; t < 4; t++) {
+    const float *st = xs + t * blocks;
+    float corr = 0.f;
+#pragma omp simd reduction(+ : corr)
+    for (int b = 0; b < blocks; b++) corr += st[b] * ws[b];
+    out[t] = hsum(acc[t]) - 128.f * corr;
+  }
+}
+
+/* the row's sum per block of 32 weights */
+static void block_sums(const int8_t *w, int k, float *ws) {
+  const __m256i ones = _mm256_set1_epi8(1);
+  for (int b = 0; b < k / BLOCK; b++) {
+    __m256i d = DPBUSD(_mm256_setzero_si256(), ones,
+                       _mm256_loadu_si256((const __m256i *)(w + b * BLOCK)));
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(d), _mm256_extracti128_si256(d, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    ws[b] = (float)_mm_cvtsi128_si32(s);
+  }
+}
+#define TILE 4
+#elif defined(__AVX2__)
+/* four tokens at once against one row: the row's blocks are loaded once for all four */
+static void row_dot4(const int8_t *w, const int8_t *xq, const float *xs, int k, float *out) {
+  int blocks = k / BLOCK;
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (int b = 0; b < blocks; b++) {
+    __m256i wv = _mm256_loadu_si256((const __m256i *)(w + b * BLOCK));
+    const int8_t *xb = xq + b * BLOCK;
+    const float *sb = xs + b;
+#define TOKEN(t, acc)                                                                   \
+    acc = _mm256_fmadd_ps(                                                              \
+        _mm256_cvtepi32_ps(dot_block(wv, _mm256_loadu_si256((const __m256i *)(xb + (t) * k)))), \
+        _mm256_broadcast_ss(sb + (t) * blocks), acc)
+    TOKEN(0, a0);
+    TOKEN(1, a1);
+    TOKEN(2, a2);
+    TOKEN(3, a3);
+#undef TOKEN
+  }
+  out[0] = hsum(a0);
+  out[1] = hsum(a1);
+  out[2] = hsum(a2);
+  out[3] = hsum(a3);
+}
+#define TILE 4
+#else
+#define TILE 1
+#endif
+
+/* y [m, n] = x [m, k] W^T for int8 W [n, k] with row scales; bias may be NULL.
+ * k must be a multiple of 32 and at most MAX_K.  Returns 0, -1 if scratch memory could not
+ * be had, -2 for a k it does not take. */
+int dyn32_linear(float *y, const float *x, int m, int k, const int8_t *w,
+                 const float *wscale, const float *bias, int n, int threads) {
+  if (k % BLOCK || k > MAX_K) return -2;
+  int blocks = k / BLOCK;
+  int8_t stack_q[8192];
+  float stack_s[8192 / BLOCK];
+  int8_t *xq = stack_q;
+  float *xs = stack_s;
+  size_t need = (size_t)m * k;
+  if (need > sizeof(stack_q)) {
+    xq = malloc(need);
+    xs = malloc(sizeof(float) * (size_t)m * blocks);
+    if (!xq || !xs) {
+      free(xq);
+      free(xs);
+      return -1;
+    }
+  }
+  for (int t = 0; t < m; t++) quantize_blocks(x + (size_t)t * k, k, xq + (size_t)t * k,
+                                              xs + (size_t)t * blocks);
+#if TILE > 1
+  int tiled = m - m % TILE;
+#endif
+#ifdef UNSIGNED_TILE
+  /* the tiles' copy of the activations as unsigned bytes (the tokens past the last tile
+   * keep the signed copy) */
+  uint8_t *xu = NULL;
+  if (tiled) {
+    xu = malloc((size_t)tiled * k);
+    if (!xu) {
+      if (xq != stack_q) {
+        free(xq);
+        free(xs);
+      }
+      return -1;
+    }
+    for (size_t i = 0; i < (size_t)tiled * k; i++) xu[i] = (uint8_t)(xq[i] ^ 0x80);
+  }
+#endif
+  /* a row of W stays in L1 while every token's dot product with it is taken */
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && n >= 64)
+  for (int j = 0; j < n; j++) {
+    const int8_t *row = w + (size_t)j * k;
+    float b = bias ? bias[j] : 0.f, s = wscale[j];
+    int t = 0;
+#if TILE > 1
+    float d[TILE];
+#ifdef UNSIGNED_TILE
+    float ws[MAX_K / BLOCK];
+    if (tiled) block_sums(row, k, ws);
+#endif
+    for (; t < tiled; t += TILE) {
+#ifdef UNSIGNED_TILE
+      row_dot4(row, xu + (size_t)t * k, xs + (size_t)t * blocks, ws, k, d);
+#else
+      row_dot4(row, xq + (size_t)t * k, xs + (size_t)t * blocks, k, d);
+#endif
+      for (int u = 0; u < TILE; u++) y[(size_t)(t + u) * n + j] = d[u] * s + b;
+    }
+#endif
+    for (; t < m; t++)
+      y[(size_t)t * n + j] = row_dot(row, xq + (size_t)t * k, xs + (size_t)t * blocks, k) * s + b;
+  }
+#ifdef UNSIGNED_TILE
+  free(xu);
+#endif
+  if (xq != stack_q) {
+    free(xq);
+    free(xs);
+  }
+  return 0;
+}
