@@ -268,7 +268,7 @@ def timed_engine(engine: Engine, timers: Timers):
 
 TORCH_OPS = "-torch-ops"  # e.g. "int8-torch-ops": int8 without the fused kernels (A/B)
 OVERLAP = "-overlap"  # e.g. "auto-overlap": generation beside the vocoder (engine/overlap.py)
-FBGEMM = "-fbgemm"  # e.g. "auto-fbgemm": int8 through fbgemm, as before int8-dyn32 (A/B, x86)
+DYN32 = "-dyn32"  # e.g. "int8-dyn32": int8 as int8_products.c's kernel on every CPU (A/B, x86)
 DEFAULT_DTYPES = f"float32,bfloat16,int8{TORCH_OPS},int8,auto"
 DEFAULT_OFFICIAL = "float32,bfloat16"
 AVX2_CAP = "@avx2"  # e.g. "auto@avx2": this machine capped to AVX2 (peers.avx2_env), own process
@@ -283,14 +283,12 @@ def run_ours(folder: Path, dtype: str, frames: int, repeats: int) -> dict:
 
         os.environ[overlap.ENV] = "1"
         dtype = dtype.removesuffix(OVERLAP)
-    via_fbgemm = dtype.endswith(FBGEMM)
-    if via_fbgemm:  # this process only: int8 means fbgemm again
+    if dtype.endswith(DYN32):  # this process only: int8 means int8-dyn32 on every class
         from ..engine import precision as precision_module
 
-        for klass, scheme in precision_module.WITHOUT_KERNELS.items():
-            if precision_module._INT8[klass] == "int8-dyn32":
-                precision_module._INT8[klass] = scheme
-        dtype = dtype.removesuffix(FBGEMM)
+        for klass in precision_module.WITHOUT_KERNELS:
+            precision_module._INT8[klass] = "int8-dyn32"
+        dtype = dtype.removesuffix(DYN32)
     torch_ops = dtype.endswith(TORCH_OPS)
     if torch_ops:  # this process only: each configuration runs in its own
         os.environ["QWEN3_TTS_KERNELS"] = "0"
@@ -592,8 +590,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, help="frames per run (default 125, quick 25)")
     parser.add_argument("--dtypes", default=DEFAULT_DTYPES,
                         help=f"our precisions to run; int8{TORCH_OPS} = int8 without the "
-                        f"compiled kernels (fbgemm then), int8{FBGEMM} = int8 through fbgemm "
-                        f"with the fused kernels (the x86 default before int8-dyn32), "
+                        f"compiled kernels, int8{DYN32} = int8 through int8_products.c's "
+                        f"kernel (x86's int8 is fbgemm), "
                         f"auto{OVERLAP} = auto with generation beside the vocoder")
     parser.add_argument("--official", default=DEFAULT_OFFICIAL,
                         help="dtypes for the official path ('' to skip)")

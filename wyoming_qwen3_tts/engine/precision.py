@@ -8,19 +8,24 @@ dtype.  The classes and what `auto` picks, from the measurements in MEASURED bel
     x86-bf16     x86-64 with AVX512-BF16 or AMX         int8 fbgemm / int8 fbgemm      bfloat16
                  (Zen 4/5, Sapphire Rapids and later)
     x86-avx2     x86-64 with AVX2 (N100, most NUCs)     int8 fbgemm / int8 fbgemm      float32
-    arm-dotprod  ARMv8.2+ with dotprod (Raspberry       int8 weight-only / int4        float32
-                 Pi 5: Cortex-A76)                      KleidiAI (--dtype int4)
-    arm-v8.0     ARMv8.0 (Raspberry Pi 4: Cortex-A72)   int8 weight-only (both)        float32
+    arm-dotprod  ARMv8.2+ with dotprod (Raspberry       int8-dyn32 / int4 KleidiAI     float32
+                 Pi 5: Cortex-A76)                      (--dtype int4)
+    arm-v8.0     ARMv8.0 (Raspberry Pi 4: Cortex-A72)   int8-dyn32 (both)              float32
     other        anything else                          float32                        float32
 
 Why: on x86 fbgemm's dynamic int8 is 2.5-4x faster than torch's weight-only int8 or int4
 kernels at one token (MEASURED), with or without AVX-512; its weakness, activations quantized
 per token (7 bits), is covered by the first-load faithfulness check (faithfulness.py), which
-moves a layer whose error is out of bounds to weight-only int8.  On ARM there is no fbgemm;
-weight-only int8 with float32 activations costs 5x fewer instructions than oneDNN's float32
-product and reads a quarter of the bytes; KleidiAI's 4-bit product (dynamic int8 activations
-per row, dotprod) 4.5x fewer again, but without dotprod (Cortex-A72) it runs a reference path
-(61 M instructions per product) and is left out.  The talker, which picks the semantic
+moves a layer whose error is out of bounds to int8-dyn32 (activations per block of 32: an
+outlier channel costs only its block) and then to weight-only int8.  fbgemm stays x86's first
+choice for its prefill: several tokens at once it is 3-5x faster than int8-dyn32, whose
+per-block scales cost a float conversion per 32 products (one token: int8-dyn32 is 1.1x faster
+in the decode loop, interleaved in one process, 0.6B).  On ARM there is no fbgemm;
+int8-dyn32 (NEON, dotprod where there is one) costs 2.2x (A76) and 1.9x (A72) fewer
+instructions than torch's weight-only int8, 11x fewer than oneDNN's float32 product, and reads
+a quarter of float32's bytes; KleidiAI's 4-bit product (dynamic int8 activations per row,
+dotprod) 2x fewer again, but without dotprod (Cortex-A72) it runs a reference path (61 M
+instructions per product) and is left out.  The talker, which picks the semantic
 codebook, stays int8 on ARM; the code predictor (70 % of the weights read per frame) goes to
 4 bits.
 
@@ -66,7 +71,9 @@ AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2",
 # medians of 9 interleaved rounds (AMD EPYC with AVX512-BF16, 2026-12-01; the AVX2 row with
 # AVX2_ENV on the same machine); relative error of one product on Gaussian weights.  The ARM
 # rows: guest instructions per [1x1024]x[1024x3072] product under qemu (torch 2.10,
-# script/aarch64 --count-instructions, ../shared/reference/cpus-and-quantized-kernels.md).
+# script/aarch64 --count-instructions, ../shared/reference/cpus-and-quantized-kernels.md;
+# int8-dyn32 and the M=16 rows: torch 2.9.1 in the arm64 tree, 1 thread, through the
+# Product's Python call, 2026-12-02).
 MEASURED = {
     X86_BF16: {"us_per_layer": {"float32": 4016, "bfloat16": 3573, "int8-fbgemm": 411,
                                 "int8-wo-bf16": 1492, "int8-wo-f32": 15032,
@@ -77,10 +84,13 @@ MEASURED = {
     ARM_DOTPROD: {"instructions_per_product": {
         "float32 (oneDNN)": 19.96e6, "float32 (mkldnn off)": 1.88e6, "bfloat16": 68.6e6,
         "int8 qnnpack": 8.32e6, "int8-wo-f32": 3.72e6, "int8-wo-bf16": 4.16e6,
+        "int8-dyn32": 1.68e6, "int8-dyn32 M=16": 22.97e6, "int8-wo-f32 M=16": 61.93e6,
         "int4-tinygemm-g32": 9.9e6, "int4-kleidiai-g32": 0.83e6,
         "int4-kleidiai per channel": 0.62e6}},
-    ARM_V80: {"instructions_per_product": {"int4-kleidiai-g32 (reference path)": 61e6}},
-    "error": {"int8-fbgemm": 0.0172, "int8-wo": 0.0080, "int4-g32": 0.077, "int4-g128": 0.099,
+    ARM_V80: {"instructions_per_product": {"int4-kleidiai-g32 (reference path)": 61e6,
+                                           "int8-dyn32": 1.98e6, "int8-wo-f32": 3.75e6}},
+    "error": {"int8-fbgemm": 0.0172, "int8-dyn32": 0.0095, "int8-wo": 0.0080, "int4-g32": 0.077,
+              "int4-g128": 0.099,
               "int4-kleidiai-g32": 0.095, "bfloat16": 0.0028},
 }
 
