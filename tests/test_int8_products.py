@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import platform
+from pathlib import Path
 
 import pytest
 import torch
@@ -151,3 +152,14 @@ def test_scheme_product_and_its_fallback(lib):
     # a width that is not a multiple of 32 (tiny test models): weight-only int8 instead
     narrow = quantize.int8_dyn32(torch.nn.Linear(16, 8))
     assert narrow.kind == quantize.WO_DEFAULT
+
+
+def test_one_openmp_runtime_with_torch(lib):
+    """int8_products.c shares its rows out among torch's own OpenMP threads: the process
+    holds one libgomp (torch's), not a second runtime with threads of its own."""
+    with open("/proc/self/maps", encoding="utf-8") as f:
+        runtimes = {line.split()[-1] for line in f if "libgomp" in line.rsplit("/", 1)[-1]}
+    assert len(runtimes) == 1, runtimes
+    bundled = kernels.torch_openmp()
+    if bundled is not None:
+        assert {bundled.resolve()} == {Path(r).resolve() for r in runtimes}

@@ -101,13 +101,47 @@ def _cache_dir() -> Path:
     return Path(base) / "wyoming-qwen3-tts" / "kernels"
 
 
+def torch_openmp() -> Path | None:
+    """The OpenMP runtime torch was shipped with, if it brings its own.
+
+    torch's aarch64 wheels bundle libgomp under a hashed name (torch.libs/libgomp-<hash>.so):
+    linked against the system's libgomp, int8_products.c would run a second OpenMP runtime,
+    with threads of its own spinning beside torch's.  Linked against torch's file, the
+    loader finds it already loaded (by its soname) and there is one team.  The x86 wheels ship
+    torch/lib/libgomp.so.1, which is also what the system's name resolves to once torch is
+    loaded."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("torch")
+    if spec is None or spec.origin is None:
+        return None
+    package = Path(spec.origin).parent
+    for folder in (package.parent / "torch.libs", package / "lib"):
+        found = sorted(folder.glob("libgomp*.so*"))
+        if found:
+            return found[0]
+    return None
+
+
 def _build(cc: str, flags: list[str], target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         out = Path(tmp) / target.name
-        subprocess.run([cc, *flags, "-fPIC", "-shared", "-o", str(out),
-                        *(str(source) for source in SOURCES), "-lm"],
-                       check=True, capture_output=True, timeout=120)
+        runtime = torch_openmp() if "-fopenmp" in flags else None
+        if runtime is None:
+            subprocess.run([cc, *flags, "-fPIC", "-shared", "-o", str(out),
+                            *(str(source) for source in SOURCES), "-lm"],
+                           check=True, capture_output=True, timeout=120)
+        else:  # compiled with OpenMP, linked against torch's runtime instead of -lgomp
+            objects = []
+            for source in SOURCES:
+                obj = Path(tmp) / f"{source.stem}.o"
+                subprocess.run([cc, *flags, "-fPIC", "-c", "-o", str(obj), str(source)],
+                               check=True, capture_output=True, timeout=120)
+                objects.append(str(obj))
+            subprocess.run([cc, "-shared", "-o", str(out), *objects, str(runtime),
+                            f"-Wl,-rpath,{runtime.parent}", "-lm"],
+                           check=True, capture_output=True, timeout=120)
         os.replace(out, target)  # atomic: a concurrent server sees all of it or nothing
 
 
@@ -134,7 +168,7 @@ def load(cache_dir: Path | None = None) -> ctypes.CDLL | None:
     for flags, folder in itertools.product(flag_sets(), folders):
         key = hashlib.sha256("\n".join([
             *(source.read_text(encoding="utf-8") for source in SOURCES), version,
-            " ".join(flags), platform.machine(),
+            " ".join(flags), platform.machine(), str(torch_openmp()),
             " ".join(sorted(cpu_flags())),
         ]).encode()).hexdigest()[:16]
         target = folder / f"kernels-{key}.so"
