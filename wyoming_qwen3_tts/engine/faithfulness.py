@@ -64,7 +64,8 @@ from .quantize import Layer, ModelPlan, Product, StackPlan
 
 _LOGGER = logging.getLogger(__name__)
 
-VERSION = 3  # bump when what is measured or how schemes convert changes (invalidates caches)
+VERSION = 4  # bump when what is measured, how schemes convert or what they fall back to changes
+# (invalidates caches)
 
 # a layer's relative error (its quantized update against float32's), per scheme family
 BOUNDS = {"int8": 0.1, "int4": 0.25}
