@@ -4,8 +4,11 @@ activation outlier channel."""
 
 from __future__ import annotations
 
+import ast
 import ctypes
 import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -155,11 +158,19 @@ def test_scheme_product_and_its_fallback(lib):
 
 
 def test_one_openmp_runtime_with_torch(lib):
-    """int8_products.c shares its rows out among torch's own OpenMP threads: the process
-    holds one libgomp (torch's), not a second runtime with threads of its own."""
-    with open("/proc/self/maps", encoding="utf-8") as f:
-        runtimes = {line.split()[-1] for line in f if "libgomp" in line.rsplit("/", 1)[-1]}
+    """int8_products.c shares its rows out among torch's own OpenMP threads: a process that
+    loads torch and the kernels holds one libgomp (torch's), not a second runtime with threads
+    of its own.  In a fresh process: other libraries (scikit-learn's) bring their own."""
+    probe = (
+        "import torch\n"
+        "from wyoming_qwen3_tts.engine import kernels\n"
+        "assert kernels.load() is not None\n"
+        "with open('/proc/self/maps') as f:\n"
+        "    print(sorted({l.split()[-1] for l in f if 'libgomp' in l.rsplit('/', 1)[-1]}))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=300).stdout
+    runtimes = ast.literal_eval(out.strip().splitlines()[-1])
     assert len(runtimes) == 1, runtimes
     bundled = kernels.torch_openmp()
     if bundled is not None:
-        assert {bundled.resolve()} == {Path(r).resolve() for r in runtimes}
+        assert Path(runtimes[0]).resolve() == bundled.resolve()
