@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from wyoming_qwen3_tts.dev.checkpoints import REPO
 
 
@@ -96,3 +98,18 @@ def test_arm_prediction_takes_the_larger_bound_and_reads_count_frame_lines(tmp_p
     assert bench_arm.predict(heavier)["rtf_pessimistic"] > 10 * memory_bound / 0.08
     table = bench_arm.markdown([read])
     assert any(line.startswith("| a76 (Raspberry Pi 5) | int8 |") for line in table)
+    # what auto picks on each model's class is marked (int4 on a Pi 5, int8 on a Pi 4)
+    pi4 = bench_arm.read_counts(saved, "a72")[0]
+    assert any(line.startswith("| a72 (Raspberry Pi 4) | int8 [auto] |")
+               for line in bench_arm.markdown([pi4]))
+    assert bench_arm.is_auto({**read, "dtype": "int4"}) and not bench_arm.is_auto(read)
+
+
+def test_arm_spec_names_cpu_models():
+    from wyoming_qwen3_tts.dev import bench_arm
+
+    assert bench_arm.parse_spec("int4,int8") == [("a76", "int4,int8")]
+    assert bench_arm.parse_spec("a76:int4,int8;a72:int8") == [("a76", "int4,int8"),
+                                                              ("a72", "int8")]
+    with pytest.raises(ValueError, match="unknown CPU model"):
+        bench_arm.parse_spec("a53:int8")

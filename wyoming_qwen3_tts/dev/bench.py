@@ -457,7 +457,7 @@ def markdown(report: dict) -> str:
         + (f" --outlier-variant {report['outlier_variant']}" if report.get("outlier_variant")
            else "")
         + (f" --outlier-rows '{report['outlier_rows']}'" if report.get("outlier_rows") else "")
-        + (f" --arm {report['arm_dtypes']}" if report.get("arm") else "") + "` "
+        + (f" --arm '{report['arm_dtypes']}'" if report.get("arm") else "") + "` "
         f"on {report['date']}. Random weights at the published {report['size']} "
         f"{report['type']} geometry (compute is real, audio is noise), {report['frames']} frames "
         f"({report['frames'] * 0.08:.1f} s of audio) forced for every row, text of "
@@ -621,9 +621,11 @@ def main(argv: list[str] | None = None) -> None:
                              "these (comma-separated), e.g. 'control,x86 int8 (auto'")
     parser.add_argument("--arm", default="",
                         help="also the aarch64 section: these --dtype names counted emulated "
-                             "on a Cortex-A76 (script/aarch64; needs root; slow)")
-    parser.add_argument("--arm-counts", type=Path,
-                        help="count_frame.py output saved before, instead of counting again")
+                             "(script/aarch64; needs root; slow) on a Cortex-A76, or per CPU "
+                             "model: 'a76:int4,int8;a72:int8'")
+    parser.add_argument("--arm-counts", nargs="+", metavar="[CPU=]FILE",
+                        help="count_frame.py output saved before (per CPU model; a bare file "
+                             "is the A76's), instead of counting again")
     parser.add_argument("--rounds", type=int, help="interleaved rounds of those sections")
     parser.add_argument("--run", help=argparse.SUPPRESS)  # one configuration, in a subprocess
     parser.add_argument("--repeats", type=int, help=argparse.SUPPRESS)
@@ -721,8 +723,11 @@ def main(argv: list[str] | None = None) -> None:
         from . import bench_arm
 
         report["arm_dtypes"] = args.arm
-        report["arm"] = (bench_arm.read_counts(args.arm_counts, "a76") if args.arm_counts
-                         else bench_arm.count("a76", args.size, args.type, args.arm, 3))
+        saved = dict(c.rpartition("=")[::2] for c in args.arm_counts or [])
+        saved = {cpu or "a76": Path(path) for cpu, path in saved.items()}
+        report["arm"] = [row for cpu, dtypes in bench_arm.parse_spec(args.arm)
+                         for row in (bench_arm.read_counts(saved[cpu], cpu) if cpu in saved
+                                     else bench_arm.count(cpu, args.size, args.type, dtypes, 3))]
     if args.server:
         from .bench_server import measure_server
 

@@ -17,7 +17,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..engine import precision
+
 REPO = Path(__file__).resolve().parents[2]
+CPU_CLASS = {"a76": precision.ARM_DOTPROD, "a72": precision.ARM_V80}  # qemu model -> class
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,23 @@ class Board:
 PI5 = Board("Raspberry Pi 5", "a76", 2.4, low=(1.0, 2.5, 10.0), high=(2.0, 3.5, 17.0))
 PI4 = Board("Raspberry Pi 4", "a72", 1.8, low=(0.8, 2.5, 4.0), high=(1.5, 3.5, 6.0))
 BOARDS = {"a76": PI5, "a72": PI4}
+
+
+def parse_spec(spec: str) -> list[tuple[str, str]]:
+    """`--arm`'s value: `int4,int8` (Cortex-A76) or per CPU model, `a76:int4,int8;a72:int8`."""
+    parts = []
+    for item in filter(None, (p.strip() for p in spec.split(";"))):
+        cpu, _, dtypes = item.rpartition(":")
+        cpu = cpu or "a76"
+        if cpu not in BOARDS:
+            raise ValueError(f"unknown CPU model {cpu!r} (one of {', '.join(BOARDS)})")
+        parts.append((cpu, dtypes))
+    return parts
+
+
+def is_auto(row: dict) -> bool:
+    """Whether the row's --dtype is what `auto` picks on its CPU model's class."""
+    return row["dtype"] == "auto" or precision.AUTO[CPU_CLASS[row["cpu"]]] == row["dtype"]
 
 
 def count(cpu: str, size: str, model_type: str, dtypes: str, frames: int) -> list[dict]:
@@ -92,7 +112,8 @@ def markdown(rows: list[dict]) -> list[str]:
     for r in rows:
         ins, wb, p = r["instructions_per_frame"], r["weight_bytes_per_frame"], predict(r)
         lines.append(
-            f"| {r['cpu']} ({p['board']}) | {r['dtype']} | {r['talker_scheme']} / "
+            f"| {r['cpu']} ({p['board']}) | {r['dtype']}{' [auto]' if is_auto(r) else ''} "
+            f"| {r['talker_scheme']} / "
             f"{r['predictor_scheme']} | {ins['talker'] / 1e6:.0f} "
             f"| {ins['code_predictor'] / 1e6:.0f} | {ins['vocoder'] / 1e6:.0f} "
             f"| {wb['generation'] / 1e6:.0f} | {p['rtf_optimistic']} - {p['rtf_pessimistic']} |")
