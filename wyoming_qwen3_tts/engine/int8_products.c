@@ -318,3 +318,203 @@ int dyn32_linear(float *y, const float *x, int m, int k, const int8_t *w,
   }
   return 0;
 }
+
+/* ---- 4-bit weights (scheme int4-dyn32, the ggml Q4_0 way) --------------------------------
+ *
+ * y[m, n] = sum_b ws[n, b] * xs[m, b] * sum_{i in block b} (u[n, i] - 8) * xq[m, i]  (+ bias)
+ *
+ * Weights: per block of 32 inputs of a row, 16 bytes and a float16 scale; byte i of block b
+ * holds u[32b + i] in its low nibble and u[32b + 16 + i] in its high one, u = w / ws + 8 in
+ * [0, 15].  Activations: int8 per block of 32 as above.  0.5625 bytes per weight.
+ *
+ * x86 multiplies the unsigned nibbles by the signed activations (vpdpbusd or vpmaddubsw, no
+ * sign fix-up) and takes the 8 * sum(xq) this adds per block off afterwards, from each
+ * token's block sums; NEON subtracts the 8 in the register and uses signed dot products. */
+
+static inline float half_to_float(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+  float f;
+  if (exp == 0) {
+    f = ldexpf((float)man, -24); /* zero and subnormals */
+    return sign ? -f : f;
+  }
+  uint32_t bits = exp == 31 ? sign | 0x7f800000 | (man << 13)
+                            : sign | ((exp + 112) << 23) | (man << 13);
+  memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+/* a row's float16 block scales as float32 */
+static void row_scales(const uint16_t *ws16, int blocks, float *ws) {
+  int b = 0;
+#if defined(__AVX512F__)
+  for (; b + 16 <= blocks; b += 16)
+    _mm512_storeu_ps(ws + b, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ws16 + b))));
+#elif defined(__F16C__)
+  for (; b + 8 <= blocks; b += 8)
+    _mm256_storeu_ps(ws + b, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ws16 + b))));
+#elif defined(__ARM_NEON)
+  for (; b + 4 <= blocks; b += 4)
+    vst1q_f32(ws + b, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(ws16 + b))));
+#endif
+  for (; b < blocks; b++) ws[b] = half_to_float(ws16[b]);
+}
+
+#if defined(__AVX2__)
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define UDOT(u, x) _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, x)
+#elif defined(__AVXVNNI__)
+#define UDOT(u, x) _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, x)
+#else /* (u0 x0 + u1 x1) in int16 cannot saturate: 2 * 15 * 127 < 32767 */
+#define UDOT(u, x) _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1))
+#endif
+#endif
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define Q4_PAIRS 1
+/* The 512-bit path takes two blocks a step: their 32 bytes, broadcast to both halves of a
+ * register, the upper half shifted by 4, give the low nibbles of both blocks and then their
+ * high nibbles.  The activations of each pair of blocks are stored in that order (block 0's
+ * first 16, block 1's first 16, block 0's last 16, block 1's last 16) once per call. */
+static void pair_order(int8_t *xq, int blocks) {
+  int8_t tmp[2 * BLOCK];
+  for (int b = 0; b + 1 < blocks; b += 2) {
+    int8_t *p = xq + b * BLOCK;
+    memcpy(tmp, p, 16);
+    memcpy(tmp + 16, p + 32, 16);
+    memcpy(tmp + 32, p + 16, 16);
+    memcpy(tmp + 48, p + 48, 16);
+    memcpy(p, tmp, sizeof tmp);
+  }
+}
+#endif
+
+/* sum_b ws[b] * xs[b] * w[b] . xq[b] for one row and one token; xc[b] = 8 * xs[b] *
+ * sum(xq[b]) (x86: the nibbles' offset, taken off here) */
+static float q4_row_dot(const uint8_t *w, const float *ws, const int8_t *xq, const float *xs,
+                        const float *xc, int k) {
+  int blocks = k / BLOCK;
+#if defined(__AVX2__)
+  const __m256i low = _mm256_set1_epi8(0x0f);
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+  int b = 0;
+#ifdef Q4_PAIRS
+  const __m512i low2 = _mm512_set1_epi8(0x0f), two = _mm512_set1_epi32(2);
+  /* lanes 0-3 and 8-11 hold block 0's sums, 4-7 and 12-15 block 1's */
+  const __m512i pattern = _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0);
+  __m512 wide0 = _mm512_setzero_ps(), wide1 = wide0;
+  int paired = blocks & ~1;
+  for (int b0 = 0; b0 < paired; b0 += 16) {
+    int nb = paired - b0 < 16 ? paired - b0 : 16;
+    __mmask16 mk = (__mmask16)((1u << nb) - 1);
+    /* the 16 blocks' ws * xs, picked per lane below */
+    __m512 prod = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, ws + b0),
+                                _mm512_maskz_loadu_ps(mk, xs + b0));
+    __m512i idx = pattern;
+    for (b = b0; b < b0 + nb; b += 2) {
+      __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w + b * 16)));
+      __m512i u = _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xffff0000u, v, 4), low2);
+      __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u,
+                                      _mm512_loadu_si512(xq + b * BLOCK));
+      if (b & 2)
+        wide1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(idx, prod), wide1);
+      else
+        wide0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(idx, prod), wide0);
+      idx = _mm512_add_epi32(idx, two);
+    }
+  }
+  b = paired;
+  __m512 wide = _mm512_add_ps(wide0, wide1);
+  acc0 = _mm256_add_ps(_mm512_castps512_ps256(wide), _mm512_extractf32x8_ps(wide, 1));
+#endif
+  for (; b < blocks; b++) {
+    __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(w + b * 16)));
+    __m256i u = _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_set_epi32(4, 4, 4, 4, 0, 0, 0, 0)),
+                                 low);
+    __m256i d = UDOT(u, _mm256_loadu_si256((const __m256i *)(xq + b * BLOCK)));
+    if (b & 1)
+      acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(ws[b] * xs[b]), acc1);
+    else
+      acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(ws[b] * xs[b]), acc0);
+  }
+  float offset = 0.f;
+#pragma omp simd reduction(+ : offset)
+  for (int i = 0; i < blocks; i++) offset += ws[i] * xc[i];
+  return hsum(_mm256_add_ps(acc0, acc1)) - offset;
+#elif defined(__ARM_NEON)
+  (void)xc;
+  const uint8x16_t low = vdupq_n_u8(0x0f);
+  const int8x16_t eight = vdupq_n_s8(8);
+  float32x4_t acc = vdupq_n_f32(0.f);
+  for (int b = 0; b < blocks; b++) {
+    uint8x16_t v = vld1q_u8(w + b * 16);
+    int8x16_t w0 = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, low)), eight);
+    int8x16_t w1 = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), eight);
+    const int8_t *xb = xq + b * BLOCK;
+    int8x16_t x0 = vld1q_s8(xb), x1 = vld1q_s8(xb + 16);
+#if defined(__ARM_FEATURE_DOTPROD)
+    int32x4_t d = vdotq_s32(vdotq_s32(vdupq_n_s32(0), w0, x0), w1, x1);
+#else
+    int16x8_t p = vmull_s8(vget_low_s8(w0), vget_low_s8(x0));
+    p = vmlal_s8(p, vget_high_s8(w0), vget_high_s8(x0));
+    p = vmlal_s8(p, vget_low_s8(w1), vget_low_s8(x1)); /* |sum| <= 4 * 8 * 127 */
+    p = vmlal_s8(p, vget_high_s8(w1), vget_high_s8(x1));
+    int32x4_t d = vpaddlq_s16(p);
+#endif
+    acc = vmlaq_n_f32(acc, vcvtq_f32_s32(d), ws[b] * xs[b]);
+  }
+  return vaddvq_f32(acc);
+#else
+  (void)xc;
+  float acc = 0.f;
+  for (int b = 0; b < blocks; b++) {
+    const uint8_t *wb = w + b * 16;
+    const int8_t *xb = xq + b * BLOCK;
+    int32_t d = 0;
+#pragma omp simd reduction(+ : d)
+    for (int i = 0; i < 16; i++)
+      d += ((int32_t)(wb[i] & 0x0f) - 8) * xb[i] + ((int32_t)(wb[i] >> 4) - 8) * xb[i + 16];
+    acc += (float)d * (ws[b] * xs[b]);
+  }
+  return acc;
+#endif
+}
+
+/* y [m, n] = x [m, k] W^T for 4-bit W (packed [n, k / 2] as above, float16 scales
+ * [n, k / 32]); bias may be NULL.  Returns as dyn32_linear does. */
+int q4_linear(float *y, const float *x, int m, int k, const uint8_t *w, const uint16_t *wscale,
+              const float *bias, int n, int threads) {
+  if (k % BLOCK || k > MAX_K) return -2;
+  int blocks = k / BLOCK;
+  size_t per_token = (size_t)k + 2 * sizeof(float) * (size_t)blocks;
+  char *scratch = malloc(per_token * (size_t)(m > 0 ? m : 1));
+  if (!scratch) return -1;
+  int8_t *xq = (int8_t *)scratch;
+  float *xs = (float *)(scratch + (size_t)m * k), *xc = xs + (size_t)m * blocks;
+  for (int t = 0; t < m; t++) {
+    int8_t *q = xq + (size_t)t * k;
+    float *s = xs + (size_t)t * blocks, *c = xc + (size_t)t * blocks;
+    quantize_blocks(x + (size_t)t * k, k, q, s);
+    for (int b = 0; b < blocks; b++) {
+      int32_t sum = 0;
+      for (int i = 0; i < BLOCK; i++) sum += q[b * BLOCK + i];
+      c[b] = 8.f * s[b] * (float)sum;
+    }
+#ifdef Q4_PAIRS
+    pair_order(q, blocks);
+#endif
+  }
+  /* a row of W stays in L1 while every token's dot product with it is taken */
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && n >= 64)
+  for (int j = 0; j < n; j++) {
+    float ws[MAX_K / BLOCK];
+    row_scales(wscale + (size_t)j * blocks, blocks, ws);
+    const uint8_t *row = w + (size_t)j * (k / 2);
+    float b = bias ? bias[j] : 0.f;
+    for (int t = 0; t < m; t++)
+      y[(size_t)t * n + j] = q4_row_dot(row, ws, xq + (size_t)t * k, xs + (size_t)t * blocks,
+                                        xc + (size_t)t * blocks, k) + b;
+  }
+  free(scratch);
+  return 0;
+}

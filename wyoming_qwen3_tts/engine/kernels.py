@@ -82,6 +82,8 @@ def _signatures(lib: ctypes.CDLL) -> ctypes.CDLL:
         fn.restype = None
     lib.dyn32_linear.argtypes = [p, p, i, i, p, p, p, i, i]
     lib.dyn32_linear.restype = i
+    lib.q4_linear.argtypes = [p, p, i, i, p, p, p, i, i]
+    lib.q4_linear.restype = i
     lib.dyn32_threaded.argtypes = []
     lib.dyn32_threaded.restype = i
     lib.dyn32_path.argtypes = []

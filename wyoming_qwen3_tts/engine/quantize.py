@@ -26,6 +26,8 @@ Schemes (SCHEMES; precision.py says which one each CPU class gets per --dtype):
   output row), the product's activations in bfloat16 (x86: 10x faster than float32 there,
   even without native bf16) or float32 (ARM: fewer instructions).  Activations stay floating
   point, so outliers cost nothing.
+- int4-dyn32: 4-bit weights with a float16 scale per block of 32 inputs (ggml's Q4_0 layout,
+  0.5625 bytes a weight), activations per block of 32 as int8-dyn32, in the same kernel file.
 - int4-tinygemm-gN: 4-bit weights, asymmetric, a scale and zero per N inputs
   (`aten._weight_int4pack_mm_for_cpu`, bfloat16 activations; x86).
 - int4-kleidiai-gN: 4-bit weights, symmetric, a scale per N inputs, activations quantized to
@@ -304,6 +306,51 @@ def int8_dyn32(linear: torch.nn.Linear) -> Product:
 DYN32_MAX_IN = 16384  # int8_products.c's MAX_K
 
 
+def _q4_op(x: torch.Tensor, nibbles: torch.Tensor, scales: torch.Tensor,
+           bias: torch.Tensor | None, kernel) -> torch.Tensor:
+    k, n = nibbles.shape[1] * 2, nibbles.shape[0]
+    flat = x.reshape(-1, k)
+    if flat.dtype != torch.float32 or not flat.is_contiguous():
+        flat = flat.float().contiguous()
+    y = torch.empty(flat.shape[0], n)
+    status = kernel(y.data_ptr(), flat.data_ptr(), flat.shape[0], k, nibbles.data_ptr(),
+                    scales.data_ptr(), None if bias is None else bias.data_ptr(), n,
+                    torch.get_num_threads())
+    if status:
+        raise MemoryError("int8_products.c: no memory for the quantized activations")
+    return y.view(*x.shape[:-1], n).to(x.dtype)
+
+
+def q4_blocks(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """float [n, k] -> (nibbles uint8 [n, k / 2], float16 scales [n, k / 32]), ggml's Q4_0:
+    per block of 32, the scale is the block's largest-magnitude weight over -8 (so that it
+    maps to -8 exactly), w ~ (u - 8) * scale with u in [0, 15]; byte i of a block holds
+    u[i] low and u[i + 16] high."""
+    n, k = w.shape
+    g = w.float().reshape(n, k // 32, 32)
+    extreme = torch.gather(g, -1, g.abs().argmax(dim=-1, keepdim=True))
+    scales = (extreme / -8).to(torch.float16)
+    inv = torch.where(scales != 0, 1 / scales.float(), torch.zeros_like(scales, dtype=torch.float))
+    u = (torch.round(g * inv) + 8).clamp(0, 15).to(torch.uint8)
+    nibbles = (u[..., :16] | u[..., 16:] << 4).reshape(n, k // 2).contiguous()
+    return nibbles, scales.reshape(n, k // 32).contiguous()
+
+
+def int4_dyn32(linear: torch.nn.Linear) -> Product:
+    """4-bit weights, a float16 scale per block of 32 inputs (ggml's Q4_0, q4_blocks), the
+    activations quantized per block of 32 inside the product (int8_products.c, as
+    int8-dyn32).  Where the kernels are not built or the width is not a multiple of 32, the
+    matching int8 (int8_dyn32's own fallback)."""
+    lib = _kernels()
+    if lib is None or linear.in_features % 32 or linear.in_features > DYN32_MAX_IN:
+        return int8_dyn32(linear)
+    nibbles, scales = q4_blocks(linear.weight.detach())
+    bias = None if linear.bias is None else linear.bias.detach().float().contiguous()
+    return Product(_q4_op, (nibbles, scales.view(torch.int16), bias, lib.q4_linear),
+                   linear.in_features, linear.out_features,
+                   nibbles.numel() + scales.numel() * 2, "int4-dyn32")
+
+
 def _kernels():
     from . import kernels
 
@@ -396,6 +443,7 @@ SCHEMES: dict[str, Callable[[torch.nn.Linear], Product]] = {
     "bfloat16": _float_linear,
     "int8-fbgemm": _fbgemm_linear,
     "int8-dyn32": int8_dyn32,
+    "int4-dyn32": int4_dyn32,
     "int8-wo-bf16": _int8_wo_bf16,
     "int8-wo-f32": _int8_wo_f32,
     **{f"int4-tinygemm-g{g}": _four_bit(int4_tinygemm, g, _int8_wo_bf16) for g in (32, 64, 128)},
@@ -403,7 +451,7 @@ SCHEMES: dict[str, Callable[[torch.nn.Linear], Product]] = {
 }
 # the int8 scheme for what a 4-bit scheme leaves in int8 (heads, projections) and the
 # faithfulness check's fallback for a layer out of bounds
-INT8_OF = {"int8-fbgemm": "int8-fbgemm", "int8-dyn32": "int8-dyn32",
+INT8_OF = {"int8-fbgemm": "int8-fbgemm", "int8-dyn32": "int8-dyn32", "int4-dyn32": "int8-dyn32",
            "int8-wo-bf16": "int8-wo-bf16",
            "int8-wo-f32": "int8-wo-f32",
            **{f"int4-tinygemm-g{g}": "int8-wo-bf16" for g in (32, 64, 128)},
@@ -411,7 +459,7 @@ INT8_OF = {"int8-fbgemm": "int8-fbgemm", "int8-dyn32": "int8-dyn32",
 # one step safer (activations kept floating point, or more bits), for a layer out of bounds
 # (fbgemm -> int8-dyn32: activations per block of 32 instead of per token, nearly fbgemm's
 # speed; then weight-only)
-SAFER = {"int8-fbgemm": "int8-dyn32", "int8-dyn32": WO_DEFAULT,
+SAFER = {"int8-fbgemm": "int8-dyn32", "int8-dyn32": WO_DEFAULT, "int4-dyn32": "int8-dyn32",
          "int8-wo-bf16": "float32", "int8-wo-f32": "float32",
          **{f"int4-tinygemm-g{g}": "int8-wo-bf16" for g in (32, 64, 128)},
          **{f"int4-kleidiai-g{g}": "int8-dyn32" for g in (32, 64, 128)}}
@@ -435,7 +483,7 @@ def unavailable(scheme: str) -> str:
         if "fbgemm" not in torch.backends.quantized.supported_engines or \
                 platform.machine().lower() not in ("x86_64", "amd64"):
             return "fbgemm (x86-64 only)"
-    elif scheme == "int8-dyn32" and _kernels() is None:
+    elif scheme in ("int8-dyn32", "int4-dyn32") and _kernels() is None:
         return "the compiled kernels (int8_products.c: a C compiler, QWEN3_TTS_KERNELS not 0)"
     elif scheme.startswith("int8-wo") and not hasattr(ops, "_weight_int8pack_mm"):
         return "aten._weight_int8pack_mm"
