@@ -19,7 +19,7 @@ def library_talker(folder):
 
 
 SCHEMES = ["float32", "bfloat16", "int8-fbgemm", "int8-wo-bf16", "int8-wo-f32",
-           "int4-tinygemm-g32", "int4-kleidiai-g32"]
+           "int4-tinygemm-g32", "int4-kleidiai-g32", "int8-dyn32", "int4-dyn32"]
 
 
 def runs_here(scheme: str):
@@ -107,7 +107,8 @@ def test_fbgemm_product_equals_the_quantized_module():
 
 @pytest.mark.parametrize("scheme,tolerance", [
     ("int8-wo-bf16", 0.02), ("int8-wo-f32", 0.02), ("int4-tinygemm-g32", 0.12),
-    ("int4-tinygemm-g128", 0.15), ("int4-kleidiai-g32", 0.15), ("int4-kleidiai-g128", 0.18)])
+    ("int4-tinygemm-g128", 0.15), ("int4-kleidiai-g32", 0.15), ("int4-kleidiai-g128", 0.18),
+    ("int8-dyn32", 0.02), ("int4-dyn32", 0.12)])
 def test_products_compute_the_linear(scheme, tolerance):
     """Each kernel's product against float32 at a talker-sized shape (Gaussian weights:
     measured 0.8 % for int8, 8-10 % for 4 bits), with its bias, on 1 and 3 tokens."""

@@ -111,8 +111,22 @@ def candidates(x: torch.Tensor, lin: nn.Linear):
             return lambda: q(x)
         return prepare
 
+    def ours(scheme, m=1):
+        def prepare():
+            from wyoming_qwen3_tts.engine import quantize
+
+            product = quantize.SCHEMES[scheme](lin)
+            assert product.kind == scheme, f"{scheme} fell back to {product.kind}"
+            xs = x.expand(m, K).contiguous()
+            return lambda: product(xs)[:1]
+        return prepare
+
     # (name, prepare, reference output of the same arithmetic without quantization error)
     return [
+        ("int8-dyn32 (int8_products.c), bias", ours("int8-dyn32")),
+        ("int4-dyn32 (int8_products.c), bias", ours("int4-dyn32")),
+        ("int8-dyn32 (int8_products.c), bias, M=16", ours("int8-dyn32", 16)),
+        ("int4-dyn32 (int8_products.c), bias, M=16", ours("int4-dyn32", 16)),
         ("float32 nn.Linear", f32),
         ("float32 nn.Linear, mkldnn.enabled = False", f32_no_mkldnn),
         ("bfloat16 nn.Linear", bf16),

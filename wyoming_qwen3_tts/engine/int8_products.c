@@ -327,9 +327,9 @@ int dyn32_linear(float *y, const float *x, int m, int k, const int8_t *w,
  * holds u[32b + i] in its low nibble and u[32b + 16 + i] in its high one, u = w / ws + 8 in
  * [0, 15].  Activations: int8 per block of 32 as above.  0.5625 bytes per weight.
  *
- * x86 multiplies the unsigned nibbles by the signed activations (vpdpbusd or vpmaddubsw, no
- * sign fix-up) and takes the 8 * sum(xq) this adds per block off afterwards, from each
- * token's block sums; NEON subtracts the 8 in the register and uses signed dot products. */
+ * The nibbles are multiplied as they are (0..15: vpdpbusd or vpmaddubsw take them unsigned
+ * without a sign fix-up, NEON's signed products as int8); the 8 * sum(xq) this adds per block
+ * is taken off in the integer sums, which start from -8 * sum(xq) (xo, once per call). */
 
 static inline float half_to_float(uint16_t h) {
   uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
@@ -389,16 +389,24 @@ static void pair_order(int8_t *xq, int blocks) {
 }
 #endif
 
-/* sum_b ws[b] * xs[b] * w[b] . xq[b] for one row and one token; xc[b] = 8 * xs[b] *
- * sum(xq[b]) (x86: the nibbles' offset, taken off here) */
-static float q4_row_dot(const uint8_t *w, const float *ws, const int8_t *xq, const float *xs,
-                        const float *xc, int k) {
+#if defined(__AVX2__)
+#define Q4_LANES 8 /* int32 sums per block in a vector register */
+#elif defined(__ARM_NEON)
+#define Q4_LANES 4
+#endif
+
+/* sum_b ws[b] * xs[b] * w[b] . xq[b] for one row and one token.  The vector paths start each
+ * block's integer sums from xo (Q4_LANES int32 per block: -8 * sum(xq[b]) in its first lane,
+ * where the pair order puts it), so that the nibbles' offset of 8 comes off exactly. */
+static float q4_row_dot(const uint8_t *w, const uint16_t *ws16, const float *ws,
+                        const int8_t *xq, const float *xs, const int32_t *xo, int k) {
   int blocks = k / BLOCK;
 #if defined(__AVX2__)
   const __m256i low = _mm256_set1_epi8(0x0f);
   __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
   int b = 0;
 #ifdef Q4_PAIRS
+  (void)ws;
   const __m512i low2 = _mm512_set1_epi8(0x0f), two = _mm512_set1_epi32(2);
   /* lanes 0-3 and 8-11 hold block 0's sums, 4-7 and 12-15 block 1's */
   const __m512i pattern = _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0);
@@ -408,64 +416,100 @@ static float q4_row_dot(const uint8_t *w, const float *ws, const int8_t *xq, con
     int nb = paired - b0 < 16 ? paired - b0 : 16;
     __mmask16 mk = (__mmask16)((1u << nb) - 1);
     /* the 16 blocks' ws * xs, picked per lane below */
-    __m512 prod = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, ws + b0),
+    __m512 prod = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, ws16 + b0)),
                                 _mm512_maskz_loadu_ps(mk, xs + b0));
     __m512i idx = pattern;
-    for (b = b0; b < b0 + nb; b += 2) {
-      __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w + b * 16)));
-      __m512i u = _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xffff0000u, v, 4), low2);
-      __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u,
-                                      _mm512_loadu_si512(xq + b * BLOCK));
-      if (b & 2)
-        wide1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(idx, prod), wide1);
-      else
-        wide0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(idx, prod), wide0);
-      idx = _mm512_add_epi32(idx, two);
+#define Q4_PAIR(b, acc)                                                                  \
+  do {                                                                                   \
+    __m512i v_ = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w + (b) * 16))); \
+    __m512i u_ = _mm512_and_si512(_mm512_mask_srli_epi16(v_, 0xffff0000u, v_, 4), low2); \
+    __m512i d_ = _mm512_dpbusd_epi32(_mm512_loadu_si512(xo + (b) * Q4_LANES), u_,         \
+                                     _mm512_loadu_si512(xq + (b) * BLOCK));              \
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d_), _mm512_permutexvar_ps(idx, prod), acc); \
+    idx = _mm512_add_epi32(idx, two);                                                    \
+  } while (0)
+    for (b = b0; b + 4 <= b0 + nb; b += 4) {
+      Q4_PAIR(b, wide0);
+      Q4_PAIR(b + 2, wide1);
     }
+    if (b < b0 + nb) Q4_PAIR(b, wide0);
+#undef Q4_PAIR
   }
   b = paired;
   __m512 wide = _mm512_add_ps(wide0, wide1);
   acc0 = _mm256_add_ps(_mm512_castps512_ps256(wide), _mm512_extractf32x8_ps(wide, 1));
 #endif
   for (; b < blocks; b++) {
+#ifdef Q4_PAIRS
+    float wsb = half_to_float(ws16[b]);
+#else
+    float wsb = ws[b];
+#endif
     __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(w + b * 16)));
     __m256i u = _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_set_epi32(4, 4, 4, 4, 0, 0, 0, 0)),
                                  low);
-    __m256i d = UDOT(u, _mm256_loadu_si256((const __m256i *)(xq + b * BLOCK)));
+    __m256i x = _mm256_loadu_si256((const __m256i *)(xq + b * BLOCK));
+    __m256i d = _mm256_add_epi32(UDOT(u, x),
+                                 _mm256_loadu_si256((const __m256i *)(xo + b * Q4_LANES)));
     if (b & 1)
-      acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(ws[b] * xs[b]), acc1);
+      acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(wsb * xs[b]), acc1);
     else
-      acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(ws[b] * xs[b]), acc0);
+      acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(wsb * xs[b]), acc0);
   }
-  float offset = 0.f;
-#pragma omp simd reduction(+ : offset)
-  for (int i = 0; i < blocks; i++) offset += ws[i] * xc[i];
-  return hsum(_mm256_add_ps(acc0, acc1)) - offset;
+  return hsum(_mm256_add_ps(acc0, acc1));
 #elif defined(__ARM_NEON)
-  (void)xc;
+  (void)ws16;
   const uint8x16_t low = vdupq_n_u8(0x0f);
-  const int8x16_t eight = vdupq_n_s8(8);
-  float32x4_t acc = vdupq_n_f32(0.f);
-  for (int b = 0; b < blocks; b++) {
-    uint8x16_t v = vld1q_u8(w + b * 16);
-    int8x16_t w0 = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, low)), eight);
-    int8x16_t w1 = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), eight);
-    const int8_t *xb = xq + b * BLOCK;
-    int8x16_t x0 = vld1q_s8(xb), x1 = vld1q_s8(xb + 16);
+  float32x4_t acc0 = vdupq_n_f32(0.f), acc1 = acc0;
+/* block b's integer sums: the nibbles (0..15) as int8 times the activations, from xo */
 #if defined(__ARM_FEATURE_DOTPROD)
-    int32x4_t d = vdotq_s32(vdotq_s32(vdupq_n_s32(0), w0, x0), w1, x1);
-#else
-    int16x8_t p = vmull_s8(vget_low_s8(w0), vget_low_s8(x0));
-    p = vmlal_s8(p, vget_high_s8(w0), vget_high_s8(x0));
-    p = vmlal_s8(p, vget_low_s8(w1), vget_low_s8(x1)); /* |sum| <= 4 * 8 * 127 */
-    p = vmlal_s8(p, vget_high_s8(w1), vget_high_s8(x1));
-    int32x4_t d = vpaddlq_s16(p);
-#endif
-    acc = vmlaq_n_f32(acc, vcvtq_f32_s32(d), ws[b] * xs[b]);
+#define Q4_BLOCK_SUMS(b, d)                                                              \
+  int32x4_t d;                                                                           \
+  {                                                                                      \
+    uint8x16_t v_ = vld1q_u8(w + (b) * 16);                                              \
+    const int8_t *xb_ = xq + (b) * BLOCK;                                                \
+    d = vdotq_s32(vdotq_s32(vld1q_s32(xo + (b) * Q4_LANES),                              \
+                            vreinterpretq_s8_u8(vandq_u8(v_, low)), vld1q_s8(xb_)),      \
+                  vreinterpretq_s8_u8(vshrq_n_u8(v_, 4)), vld1q_s8(xb_ + 16));           \
   }
-  return vaddvq_f32(acc);
+#else /* |sum| <= 4 * 15 * 127 in int16 */
+#define Q4_BLOCK_SUMS(b, d)                                                              \
+  int32x4_t d;                                                                           \
+  {                                                                                      \
+    uint8x16_t v_ = vld1q_u8(w + (b) * 16);                                              \
+    int8x16_t w0_ = vreinterpretq_s8_u8(vandq_u8(v_, low));                              \
+    int8x16_t w1_ = vreinterpretq_s8_u8(vshrq_n_u8(v_, 4));                              \
+    const int8_t *xb_ = xq + (b) * BLOCK;                                                \
+    int8x16_t x0_ = vld1q_s8(xb_), x1_ = vld1q_s8(xb_ + 16);                             \
+    int16x8_t p_ = vmull_s8(vget_low_s8(w0_), vget_low_s8(x0_));                         \
+    p_ = vmlal_s8(p_, vget_high_s8(w0_), vget_high_s8(x0_));                             \
+    p_ = vmlal_s8(p_, vget_low_s8(w1_), vget_low_s8(x1_));                               \
+    p_ = vmlal_s8(p_, vget_high_s8(w1_), vget_high_s8(x1_));                             \
+    d = vpadalq_s16(vld1q_s32(xo + (b) * Q4_LANES), p_);                                 \
+  }
+#endif
+  int b = 0;
+  /* four blocks a step: their four ws * xs in one register, one lane each */
+  for (; b + 4 <= blocks; b += 4) {
+    float32x4_t prod = vmulq_f32(vld1q_f32(ws + b), vld1q_f32(xs + b));
+    Q4_BLOCK_SUMS(b, d0)
+    Q4_BLOCK_SUMS(b + 1, d1)
+    Q4_BLOCK_SUMS(b + 2, d2)
+    Q4_BLOCK_SUMS(b + 3, d3)
+    acc0 = vfmaq_laneq_f32(acc0, vcvtq_f32_s32(d0), prod, 0);
+    acc1 = vfmaq_laneq_f32(acc1, vcvtq_f32_s32(d1), prod, 1);
+    acc0 = vfmaq_laneq_f32(acc0, vcvtq_f32_s32(d2), prod, 2);
+    acc1 = vfmaq_laneq_f32(acc1, vcvtq_f32_s32(d3), prod, 3);
+  }
+  for (; b < blocks; b++) {
+    Q4_BLOCK_SUMS(b, d)
+    acc0 = vfmaq_n_f32(acc0, vcvtq_f32_s32(d), ws[b] * xs[b]);
+  }
+#undef Q4_BLOCK_SUMS
+  return vaddvq_f32(vaddq_f32(acc0, acc1));
 #else
-  (void)xc;
+  (void)ws16;
+  (void)xo;
   float acc = 0.f;
   for (int b = 0; b < blocks; b++) {
     const uint8_t *wb = w + b * 16;
@@ -486,19 +530,31 @@ int q4_linear(float *y, const float *x, int m, int k, const uint8_t *w, const ui
               const float *bias, int n, int threads) {
   if (k % BLOCK || k > MAX_K) return -2;
   int blocks = k / BLOCK;
-  size_t per_token = (size_t)k + 2 * sizeof(float) * (size_t)blocks;
-  char *scratch = malloc(per_token * (size_t)(m > 0 ? m : 1));
+#ifdef Q4_LANES
+  size_t lanes = Q4_LANES;
+#else
+  size_t lanes = 0;
+#endif
+  /* per token: xq [k], xs [blocks], xo [blocks * lanes] */
+  size_t per_token = (size_t)k + sizeof(float) * (size_t)blocks + sizeof(int32_t) * blocks * lanes;
+  char *scratch = calloc(per_token * (size_t)(m > 0 ? m : 1), 1);
   if (!scratch) return -1;
   int8_t *xq = (int8_t *)scratch;
-  float *xs = (float *)(scratch + (size_t)m * k), *xc = xs + (size_t)m * blocks;
+  float *xs = (float *)(scratch + (size_t)m * k);
+  int32_t *xo = (int32_t *)(xs + (size_t)m * blocks);
   for (int t = 0; t < m; t++) {
     int8_t *q = xq + (size_t)t * k;
-    float *s = xs + (size_t)t * blocks, *c = xc + (size_t)t * blocks;
-    quantize_blocks(x + (size_t)t * k, k, q, s);
-    for (int b = 0; b < blocks; b++) {
+    int32_t *o = xo + (size_t)t * blocks * lanes;
+    quantize_blocks(x + (size_t)t * k, k, q, xs + (size_t)t * blocks);
+    for (int b = 0; lanes && b < blocks; b++) {
       int32_t sum = 0;
       for (int i = 0; i < BLOCK; i++) sum += q[b * BLOCK + i];
-      c[b] = 8.f * s[b] * (float)sum;
+#ifdef Q4_PAIRS /* a pair's second block: its first lane is the pair's fifth */
+      int lane = (b & 1) && b + 1 <= (blocks & ~1) ? -(int)lanes + 4 : 0;
+#else
+      int lane = 0;
+#endif
+      o[(size_t)b * lanes + lane] = -8 * sum;
     }
 #ifdef Q4_PAIRS
     pair_order(q, blocks);
@@ -507,13 +563,17 @@ int q4_linear(float *y, const float *x, int m, int k, const uint8_t *w, const ui
   /* a row of W stays in L1 while every token's dot product with it is taken */
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && n >= 64)
   for (int j = 0; j < n; j++) {
+    const uint16_t *ws16 = wscale + (size_t)j * blocks;
     float ws[MAX_K / BLOCK];
-    row_scales(wscale + (size_t)j * blocks, blocks, ws);
+#ifndef Q4_PAIRS
+    row_scales(ws16, blocks, ws);
+#endif
     const uint8_t *row = w + (size_t)j * (k / 2);
     float b = bias ? bias[j] : 0.f;
     for (int t = 0; t < m; t++)
-      y[(size_t)t * n + j] = q4_row_dot(row, ws, xq + (size_t)t * k, xs + (size_t)t * blocks,
-                                        xc + (size_t)t * blocks, k) + b;
+      y[(size_t)t * n + j] = q4_row_dot(row, ws16, ws, xq + (size_t)t * k,
+                                        xs + (size_t)t * blocks,
+                                        xo + (size_t)t * blocks * lanes, k) + b;
   }
   free(scratch);
   return 0;

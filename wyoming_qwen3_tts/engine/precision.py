@@ -102,9 +102,14 @@ WITHOUT_KERNELS = {X86_BF16: "int8-fbgemm", X86_AVX2: "int8-fbgemm",
                    ARM_DOTPROD: "int8-wo-f32", ARM_V80: "int8-wo-f32", OTHER: "int8-wo-f32"}
 _INT8_WO = {X86_BF16: "int8-wo-bf16", X86_AVX2: "int8-wo-bf16", ARM_DOTPROD: "int8-wo-f32",
             ARM_V80: "int8-wo-f32", OTHER: "int8-wo-f32"}
-_INT4 = {X86_BF16: "int4-tinygemm-g32", X86_AVX2: "int4-tinygemm-g32",
-         ARM_DOTPROD: "int4-kleidiai-g32", ARM_V80: "int4-kleidiai-g32",
+_INT4 = {X86_BF16: "int4-dyn32", X86_AVX2: "int4-dyn32",
+         ARM_DOTPROD: "int4-kleidiai-g32", ARM_V80: "int4-dyn32",
          OTHER: "int4-kleidiai-g32"}
+# 4 bits where the compiled kernels are missing (int4-dyn32 is theirs): torch's own kernels
+# (KleidiAI without dotprod is its 61 M-instruction reference path: weight-only int8 instead)
+WITHOUT_KERNELS_INT4 = {X86_BF16: "int4-tinygemm-g32", X86_AVX2: "int4-tinygemm-g32",
+                        ARM_DOTPROD: "int4-kleidiai-g32", ARM_V80: "int8-wo-f32",
+                        OTHER: "int4-kleidiai-g32"}
 AUTO = {X86_BF16: "int8", X86_AVX2: "int8", ARM_DOTPROD: "int4", ARM_V80: "int8",
         OTHER: "float32"}
 
@@ -268,10 +273,11 @@ def choose_precision(dtype: str = "auto", cpu: Cpu | None = None) -> Precision:
 
     swap = {}
     for scheme in {precision.talker, precision.predictor}:
-        if scheme == "int8-dyn32" and unavailable(scheme):
-            swap[scheme] = WITHOUT_KERNELS[precision.cpu_class]
-            _LOGGER.info("int8 products without the compiled kernels (%s): %s instead",
-                         unavailable(scheme), swap[scheme])
+        without = {"int8-dyn32": WITHOUT_KERNELS, "int4-dyn32": WITHOUT_KERNELS_INT4}.get(scheme)
+        if without is not None and unavailable(scheme):
+            swap[scheme] = without[precision.cpu_class]
+            _LOGGER.info("%s products without the compiled kernels (%s): %s instead",
+                         scheme, unavailable(scheme), swap[scheme])
     if swap:
         precision = dataclasses.replace(
             precision, talker=swap.get(precision.talker, precision.talker),
