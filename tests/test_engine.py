@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import platform
 import sys
 import threading
 
@@ -19,6 +20,7 @@ from wyoming_qwen3_tts.engine.quantize import FLOAT_LINEAR, ProductLinear, produ
 from wyoming_qwen3_tts.engine.vocoder import StreamingVocoder
 
 GREEDY = dict(do_sample=False, subtalker_dosample=False)
+X86 = platform.machine().lower() in ("x86_64", "amd64")
 TEXT = "Hello there, this is a small test."
 
 
@@ -354,7 +356,8 @@ def test_auto_precision_per_cpu():
     assert (picks["arm-dotprod"].talker, picks["arm-dotprod"].predictor) == \
         ("int8-dyn32", "int4-kleidiai-g32")
     assert (picks["arm-v8.0"].talker, picks["arm-v8.0"].predictor) == \
-        ("int8-dyn32", "int8-dyn32")
+        ("int8-dyn32", "int4-dyn32")  # no dotprod: our 4-bit kernel, not KleidiAI's
+    assert resolve("int4", amx).predictor == "int4-dyn32"
     assert all(p.vocoder == torch.float32 for k, p in picks.items() if k != "x86-bf16")
     assert resolve("auto", Cpu("riscv64")).generation == "float32"
     assert resolve("int8-weight-only", amx).talker == "int8-wo-bf16"
@@ -369,9 +372,13 @@ def test_auto_precision_per_cpu():
     quantize._kernels = lambda: None
     try:
         without = choose_precision("auto", pi4)
+        # x86 (fbgemm and tinygemm run only there): torch's 4-bit kernel instead of ours
+        without_x86 = choose_precision("int4", avx2) if X86 else None
     finally:
         quantize._kernels = saved
     assert (without.talker, without.predictor) == ("int8-wo-f32", "int8-wo-f32")
+    assert without_x86 is None or without_x86.predictor == "int4-tinygemm-g32"
+    assert choose_precision("int4", avx2).predictor == "int4-dyn32"
     assert quantize.safer("int8-fbgemm") == "int8-dyn32"
     with pytest.raises(ValueError, match="unknown dtype"):
         choose_precision("float16")

@@ -10,7 +10,8 @@ dtype.  The classes and what `auto` picks, from the measurements in MEASURED bel
     x86-avx2     x86-64 with AVX2 (N100, most NUCs)     int8 fbgemm / int8 fbgemm      float32
     arm-dotprod  ARMv8.2+ with dotprod (Raspberry       int8-dyn32 / int4 KleidiAI     float32
                  Pi 5: Cortex-A76)                      (--dtype int4)
-    arm-v8.0     ARMv8.0 (Raspberry Pi 4: Cortex-A72)   int8-dyn32 (both)              float32
+    arm-v8.0     ARMv8.0 (Raspberry Pi 4: Cortex-A72)   int8-dyn32 / int4-dyn32        float32
+                                                        (--dtype int4)
     other        anything else                          float32                        float32
 
 Why: on x86 fbgemm's dynamic int8 is 2.5-4x faster than torch's weight-only int8 or int4
@@ -25,9 +26,14 @@ int8-dyn32 (NEON, dotprod where there is one) costs 2.2x (A76) and 1.9x (A72) fe
 instructions than torch's weight-only int8, 11x fewer than oneDNN's float32 product, and reads
 a quarter of float32's bytes; KleidiAI's 4-bit product (dynamic int8 activations per row,
 dotprod) 2x fewer again, but without dotprod (Cortex-A72) it runs a reference path (61 M
-instructions per product) and is left out.  The talker, which picks the semantic
-codebook, stays int8 on ARM; the code predictor (70 % of the weights read per frame) goes to
-4 bits.
+instructions per product).  There our own 4-bit product (int4-dyn32: ggml's Q4_0 weights,
+activations per block of 32 as int8-dyn32) takes as many instructions as int8-dyn32 (1.89 M
+against 1.86 M on an A72) for 0.56 of its bytes, and a Pi 4 is bound by its 4-6 GB/s.  The
+talker, which picks the semantic codebook, stays int8 on ARM; the code predictor (70 % of the
+weights read per frame) goes to 4 bits.  On a Pi 5 KleidiAI's 4-bit product stays (0.83 M
+against int4-dyn32's 1.86 M on an A76).  On x86 `--dtype int4` (not auto: 4-bit has 5x int8's error
+per product) uses int4-dyn32, 1.4x faster than torch's tinygemm int4 and
+1.2x faster than fbgemm's int8 on the code predictor's products at 2 threads.
 
 bfloat16 as a whole (weights and activations) helps only single-token steps on CPUs without
 native bf16, while prefill gets ~5x slower and convolutions 60-90x slower: the vocoder is
@@ -85,11 +91,19 @@ MEASURED = {
         "float32 (oneDNN)": 19.96e6, "float32 (mkldnn off)": 1.88e6, "bfloat16": 68.6e6,
         "int8 qnnpack": 8.32e6, "int8-wo-f32": 3.72e6, "int8-wo-bf16": 4.16e6,
         "int8-dyn32": 1.68e6, "int8-dyn32 M=16": 22.97e6, "int8-wo-f32 M=16": 61.93e6,
-        "int4-tinygemm-g32": 9.9e6, "int4-kleidiai-g32": 0.83e6,
+        "int4-tinygemm-g32": 9.9e6, "int4-kleidiai-g32": 0.83e6, "int4-dyn32": 1.86e6,
         "int4-kleidiai per channel": 0.62e6}},
     ARM_V80: {"instructions_per_product": {"int4-kleidiai-g32 (reference path)": 61e6,
-                                           "int8-dyn32": 1.98e6, "int8-wo-f32": 3.75e6}},
+                                           "int8-dyn32": 1.98e6, "int8-wo-f32": 3.75e6,
+                                           "int8-dyn32 (2026-12-02)": 1.86e6,
+                                           "int4-dyn32": 1.89e6, "int4-dyn32 M=16": 25.7e6,
+                                           "int8-dyn32 M=16": 27.7e6}},
+    # code-predictor-shaped products (the 4 of each of 5 layers, 79 MB int8: more than L3),
+    # ms per pass, 2 threads, one run (AMD EPYC Zen 4, 2026-12-02)
+    "x86 code predictor pass ms": {"int8-fbgemm": 2.46, "int8-dyn32": 2.12, "int4-dyn32": 1.99,
+                                   "int4-tinygemm-g32": 2.84},
     "error": {"int8-fbgemm": 0.0172, "int8-dyn32": 0.0095, "int8-wo": 0.0080, "int4-g32": 0.077,
+              "int4-dyn32": 0.086,
               "int4-g128": 0.099,
               "int4-kleidiai-g32": 0.095, "bfloat16": 0.0028},
 }
@@ -110,7 +124,7 @@ _INT4 = {X86_BF16: "int4-dyn32", X86_AVX2: "int4-dyn32",
 WITHOUT_KERNELS_INT4 = {X86_BF16: "int4-tinygemm-g32", X86_AVX2: "int4-tinygemm-g32",
                         ARM_DOTPROD: "int4-kleidiai-g32", ARM_V80: "int8-wo-f32",
                         OTHER: "int4-kleidiai-g32"}
-AUTO = {X86_BF16: "int8", X86_AVX2: "int8", ARM_DOTPROD: "int4", ARM_V80: "int8",
+AUTO = {X86_BF16: "int8", X86_AVX2: "int8", ARM_DOTPROD: "int4", ARM_V80: "int4",
         OTHER: "float32"}
 
 
