@@ -31,7 +31,7 @@ activations per block of 32 as int8-dyn32) takes as many instructions as int8-dy
 against 1.86 M on an A72) for 0.56 of its bytes, and a Pi 4 is bound by its 4-6 GB/s.  The
 talker, which picks the semantic codebook, stays int8 on ARM; the code predictor (70 % of the
 weights read per frame) goes to 4 bits.  On a Pi 5 KleidiAI's 4-bit product stays (0.83 M
-against int4-dyn32's 1.86 M on an A76).  On x86 `--dtype int4` (not auto: 4-bit has 5x int8's error
+against int4-dyn32's 1.61 M on an A76).  On x86 `--dtype int4` (not auto: 4-bit has 5x int8's error
 per product) uses int4-dyn32, 1.4x faster than torch's tinygemm int4 and
 1.2x faster than fbgemm's int8 on the code predictor's products at 2 threads.
 
@@ -91,7 +91,7 @@ MEASURED = {
         "float32 (oneDNN)": 19.96e6, "float32 (mkldnn off)": 1.88e6, "bfloat16": 68.6e6,
         "int8 qnnpack": 8.32e6, "int8-wo-f32": 3.72e6, "int8-wo-bf16": 4.16e6,
         "int8-dyn32": 1.68e6, "int8-dyn32 M=16": 22.97e6, "int8-wo-f32 M=16": 61.93e6,
-        "int4-tinygemm-g32": 9.9e6, "int4-kleidiai-g32": 0.83e6, "int4-dyn32": 1.86e6,
+        "int4-tinygemm-g32": 9.9e6, "int4-kleidiai-g32": 0.83e6, "int4-dyn32": 1.61e6,
         "int4-kleidiai per channel": 0.62e6}},
     ARM_V80: {"instructions_per_product": {"int4-kleidiai-g32 (reference path)": 61e6,
                                            "int8-dyn32": 1.98e6, "int8-wo-f32": 3.75e6,

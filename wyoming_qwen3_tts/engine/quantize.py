@@ -272,9 +272,11 @@ def int8_weight_only(linear: torch.nn.Linear, act: torch.dtype) -> Product:
                    linear.out_features, q.numel() + scales.numel() * 2, name)
 
 
-def _dyn32_op(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor,
-              bias: torch.Tensor | None, kernel) -> torch.Tensor:
-    k, n = weight.shape[1], weight.shape[0]
+def _block_op(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor,
+              bias: torch.Tensor | None, kernel, k: int) -> torch.Tensor:
+    """One of int8_products.c's products (dyn32_linear, q4_linear: the same signature) on
+    `x` [..., k]; `weight` [n, ...] as that kernel stores it."""
+    n = weight.shape[0]
     flat = x.reshape(-1, k)
     if flat.dtype != torch.float32 or not flat.is_contiguous():
         flat = flat.float().contiguous()
@@ -299,26 +301,12 @@ def int8_dyn32(linear: torch.nn.Linear) -> Product:
     scales = (w.abs().amax(dim=1).clamp(min=1e-12) / 127).contiguous()
     q = torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
     bias = None if linear.bias is None else linear.bias.detach().float().contiguous()
-    return Product(_dyn32_op, (q, scales, bias, lib.dyn32_linear), linear.in_features,
+    return Product(_block_op, (q, scales, bias, lib.dyn32_linear, linear.in_features),
+                   linear.in_features,
                    linear.out_features, q.numel() + scales.numel() * 4, "int8-dyn32")
 
 
 DYN32_MAX_IN = 16384  # int8_products.c's MAX_K
-
-
-def _q4_op(x: torch.Tensor, nibbles: torch.Tensor, scales: torch.Tensor,
-           bias: torch.Tensor | None, kernel) -> torch.Tensor:
-    k, n = nibbles.shape[1] * 2, nibbles.shape[0]
-    flat = x.reshape(-1, k)
-    if flat.dtype != torch.float32 or not flat.is_contiguous():
-        flat = flat.float().contiguous()
-    y = torch.empty(flat.shape[0], n)
-    status = kernel(y.data_ptr(), flat.data_ptr(), flat.shape[0], k, nibbles.data_ptr(),
-                    scales.data_ptr(), None if bias is None else bias.data_ptr(), n,
-                    torch.get_num_threads())
-    if status:
-        raise MemoryError("int8_products.c: no memory for the quantized activations")
-    return y.view(*x.shape[:-1], n).to(x.dtype)
 
 
 def q4_blocks(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -346,8 +334,8 @@ def int4_dyn32(linear: torch.nn.Linear) -> Product:
         return int8_dyn32(linear)
     nibbles, scales = q4_blocks(linear.weight.detach())
     bias = None if linear.bias is None else linear.bias.detach().float().contiguous()
-    return Product(_q4_op, (nibbles, scales.view(torch.int16), bias, lib.q4_linear),
-                   linear.in_features, linear.out_features,
+    return Product(_block_op, (nibbles, scales.view(torch.int16), bias, lib.q4_linear,
+                               linear.in_features), linear.in_features, linear.out_features,
                    nibbles.numel() + scales.numel() * 2, "int4-dyn32")
 
 
