@@ -229,24 +229,20 @@ def _conv_transpose1d(conv: torch.nn.ConvTranspose1d, x: torch.Tensor) -> torch.
 
 
 def _dequantize(quantizer, codes: torch.Tensor) -> torch.Tensor:
-    """The library's SplitResidualVectorQuantizer.decode, with each codebook's table
-    (embedding_sum / usage) computed once instead of on every call (16 divisions of 2048 x
-    256 per chunk): the same operations, so the same values.  codes: [1, 16, T].  The table
-    is kept on the codebook module, so it goes when the model is unloaded."""
-    def table(codebook) -> torch.Tensor:
-        key = (codebook.embedding_sum.data_ptr(), codebook.embedding_sum.dtype,
-               codebook.cluster_usage.data_ptr())
-        cached = getattr(codebook, "_decode_table", None)
-        if cached is None or cached[0] != key:
-            embedding = codebook.embedding_sum / \
-                codebook.cluster_usage.clamp(min=codebook.epsilon)[:, None]
-            cached = codebook._decode_table = (key, embedding)
-        return cached[1]
+    """The library's SplitResidualVectorQuantizer.decode, dividing only the rows the codes
+    pick (embedding_sum[c] / usage[c]) instead of each codebook's whole table on every call
+    (16 divisions of 2048 x 256 per chunk) and without keeping a divided copy of the tables
+    (17 MB in bfloat16, 34 MB in float32): the same divisions of the same numbers, so the same
+    values.  codes: [1, 16, T]."""
+    def rows(codebook, layer_codes: torch.Tensor) -> torch.Tensor:
+        usage = codebook.cluster_usage.clamp(min=codebook.epsilon)
+        return F.embedding(layer_codes, codebook.embedding_sum) / \
+            F.embedding(layer_codes, usage[:, None])
 
     def residual(rvq, part: torch.Tensor) -> torch.Tensor:
         total = torch.zeros([1], device=part.device)[0]
         for layer, layer_codes in zip(rvq.vq.layers, part.transpose(0, 1), strict=False):
-            quantized = F.embedding(layer_codes, table(layer._codebook))
+            quantized = rows(layer._codebook, layer_codes)
             total = total + layer.project_out(quantized).transpose(1, 2)
         return rvq.output_proj(total)
 
