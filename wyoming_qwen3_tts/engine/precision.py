@@ -22,7 +22,7 @@ outlier channel costs only its block) and then to weight-only int8.  fbgemm stay
 choice for its prefill: several tokens at once it is 3-5x faster than int8-dyn32, whose
 per-block scales cost a float conversion per 32 products (one token: int8-dyn32 is 1.1x faster
 in the decode loop, interleaved in one process, 0.6B).  On ARM there is no fbgemm;
-int8-dyn32 (NEON, dotprod where there is one) costs 2.2x (A76) and 1.9x (A72) fewer
+int8-dyn32 (NEON, dotprod where there is one) costs 2.4x (A76) and 2.0x (A72) fewer
 instructions than torch's weight-only int8, 11x fewer than oneDNN's float32 product, and reads
 a quarter of float32's bytes; KleidiAI's 4-bit product (dynamic int8 activations per row,
 dotprod) 2x fewer again, but without dotprod (Cortex-A72) it runs a reference path (61 M
@@ -78,8 +78,8 @@ AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2",
 # AVX2_ENV on the same machine); relative error of one product on Gaussian weights.  The ARM
 # rows: guest instructions per [1x1024]x[1024x3072] product under qemu (torch 2.10,
 # script/aarch64 --count-instructions, ../shared/reference/cpus-and-quantized-kernels.md;
-# int8-dyn32 and the M=16 rows: torch 2.9.1 in the arm64 tree, 1 thread, through the
-# Product's Python call, 2026-12-02).
+# int8-dyn32, int4-dyn32 and the M=16 rows: torch 2.9.1 in the arm64 tree, 1 thread,
+# through the Product's Python call, script/aarch64.d/count_kernels.py, 2026-12-02).
 MEASURED = {
     X86_BF16: {"us_per_layer": {"float32": 4016, "bfloat16": 3573, "int8-fbgemm": 411,
                                 "int8-wo-bf16": 1492, "int8-wo-f32": 15032,
@@ -90,12 +90,11 @@ MEASURED = {
     ARM_DOTPROD: {"instructions_per_product": {
         "float32 (oneDNN)": 19.96e6, "float32 (mkldnn off)": 1.88e6, "bfloat16": 68.6e6,
         "int8 qnnpack": 8.32e6, "int8-wo-f32": 3.72e6, "int8-wo-bf16": 4.16e6,
-        "int8-dyn32": 1.68e6, "int8-dyn32 M=16": 22.97e6, "int8-wo-f32 M=16": 61.93e6,
+        "int8-dyn32": 1.56e6, "int8-dyn32 M=16": 22.96e6, "int8-wo-f32 M=16": 61.93e6,
         "int4-tinygemm-g32": 9.9e6, "int4-kleidiai-g32": 0.83e6, "int4-dyn32": 1.61e6,
         "int4-kleidiai per channel": 0.62e6}},
     ARM_V80: {"instructions_per_product": {"int4-kleidiai-g32 (reference path)": 61e6,
-                                           "int8-dyn32": 1.98e6, "int8-wo-f32": 3.75e6,
-                                           "int8-dyn32 (2026-12-02)": 1.86e6,
+                                           "int8-dyn32": 1.86e6, "int8-wo-f32": 3.75e6,
                                            "int4-dyn32": 1.89e6, "int4-dyn32 M=16": 25.7e6,
                                            "int8-dyn32 M=16": 27.7e6}},
     # code-predictor-shaped products (the 4 of each of 5 layers, 79 MB int8: more than L3),
@@ -124,6 +123,8 @@ _INT4 = {X86_BF16: "int4-dyn32", X86_AVX2: "int4-dyn32",
 WITHOUT_KERNELS_INT4 = {X86_BF16: "int4-tinygemm-g32", X86_AVX2: "int4-tinygemm-g32",
                         ARM_DOTPROD: "int4-kleidiai-g32", ARM_V80: "int8-wo-f32",
                         OTHER: "int4-kleidiai-g32"}
+# scheme of the compiled kernels -> what each class runs instead without them
+_WITHOUT_KERNELS_OF = {"int8-dyn32": WITHOUT_KERNELS, "int4-dyn32": WITHOUT_KERNELS_INT4}
 AUTO = {X86_BF16: "int8", X86_AVX2: "int8", ARM_DOTPROD: "int4", ARM_V80: "int4",
         OTHER: "float32"}
 
@@ -287,7 +288,7 @@ def choose_precision(dtype: str = "auto", cpu: Cpu | None = None) -> Precision:
 
     swap = {}
     for scheme in {precision.talker, precision.predictor}:
-        without = {"int8-dyn32": WITHOUT_KERNELS, "int4-dyn32": WITHOUT_KERNELS_INT4}.get(scheme)
+        without = _WITHOUT_KERNELS_OF.get(scheme)
         if without is not None and unavailable(scheme):
             swap[scheme] = without[precision.cpu_class]
             _LOGGER.info("%s products without the compiled kernels (%s): %s instead",
