@@ -143,7 +143,15 @@ def test_first_bytes_leave_before_the_last_sentence_is_spoken(server, http):
     assert (len(first) + len(rest)) // 2 == produced_samples(server, mark)
 
 
+def mapped_files(pid: int) -> str:
+    with open(f"/proc/{pid}/maps") as maps:
+        return maps.read()
+
+
 def test_speed_is_applied(server, client):
+    # no earlier request asked for a speed: the time stretch's compiler (numba's llvmlite,
+    # ~250 MB kept) is not loaded by a server that has only started and spoken
+    assert "llvmlite" not in mapped_files(server.process.pid)
     mark = server.mark()
     fast = client.audio.speech.create(model="tts-1", voice="ryan", input="Hello there.",
                                       response_format="pcm", speed=2.0).content
@@ -152,6 +160,7 @@ def test_speed_is_applied(server, client):
                                             "\n".join(server.lines[mark:])))
     assert spoken > 0
     assert abs(len(fast) // 2 - spoken / 2) <= 0.02 * spoken + 512, (len(fast) // 2, spoken)
+    assert "llvmlite" in mapped_files(server.process.pid)  # the stretch did run, in there
 
 
 def test_errors_have_openai_shape(server, client, http):

@@ -11,7 +11,9 @@
   `pcm` is the raw 24 kHz 16-bit mono PCM itself.  `aac` is refused: libsndfile has no AAC encoder.
 - **Speed** other than 1 is applied with librosa's phase-vocoder time stretch, one sentence at
   a time (so a stretched answer still starts after its first sentence, and sentence
-  boundaries, where the speech pauses anyway, are the only seams).
+  boundaries, where the speech pauses anyway, are the only seams).  Its first call compiles
+  librosa's numba code (about 2.5 s, and 250 MB of RSS kept for the process's life), so it is
+  paid by the first request with a speed, not at start by every server with HTTP on.
 - **Uploaded recordings** are recognised by their content (libsndfile reads the header; the
   file name and content type are ignored), bounded in size and duration, checked (finite
   samples, at least MIN_REFERENCE_SECONDS, not silent) and stored as a 16-bit WAV.

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 
 from . import parse_http_uri
 from .api import create_app
-from .audio import stretch
 from .settings import HttpSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -54,7 +53,6 @@ class HttpServer:
         self.settings = settings
         self.app = create_app(service, store, settings)
         self.service = service
-        self._warmup: asyncio.Task | None = None
         self._debug = debug
         self._server = None
         self._task: asyncio.Task | None = None
@@ -98,24 +96,14 @@ class HttpServer:
                 raise OSError(f"the HTTP server on {self.uri} stopped at once")
             await asyncio.sleep(0.01)
         _LOGGER.info("HTTP on %s (%s)", self.address, self.settings.describe_access())
-        self._warmup = asyncio.create_task(self._warm_up_speed(), name="http speed warm-up")
-
-    async def _warm_up_speed(self) -> None:
-        """librosa's first time stretch sets itself up for seconds: do it once the model is
-        loaded, not in the first request that asks for a speed."""
-        ready = self.service.synthesizer.ready
-        try:
-            if ready is not None:
-                await asyncio.shield(ready)
-            await asyncio.to_thread(stretch, bytes(2 * 4800), 1.25)
-        except Exception as err:  # noqa: BLE001 - the first speed request pays instead
-            _LOGGER.debug("Speed warm-up skipped: %s", err)
+        # librosa's time stretch is not warmed up here: its first call compiles numba code
+        # (2.5 s, 24 s the first time ever) and keeps LLVM in the process (about 250 MB of
+        # RSS for as long as the server runs), which only the first request with a speed
+        # should pay (audio.stretch)
 
     async def stop(self) -> None:
         if self._server is None or self._task is None:
             return
-        if self._warmup is not None:
-            self._warmup.cancel()
         self.app.state.answering.cancel_all()
         self._server.should_exit = True
         try:
