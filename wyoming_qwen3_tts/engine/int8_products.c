@@ -130,24 +130,49 @@ static float row_dot(const int8_t *w, const int8_t *xq, const float *xs, int k) 
   }
   return hsum(acc);
 #elif defined(__ARM_NEON)
-  float32x4_t acc = vdupq_n_f32(0.f);
-  for (int b = 0; b < blocks; b++) {
-    const int8_t *wb = w + b * BLOCK, *xb = xq + b * BLOCK;
-    int8x16_t w0 = vld1q_s8(wb), w1 = vld1q_s8(wb + 16);
-    int8x16_t x0 = vld1q_s8(xb), x1 = vld1q_s8(xb + 16);
+/* block b's 4 integer sums w[b] . xq[b] */
 #if defined(__ARM_FEATURE_DOTPROD)
-    int32x4_t d = vdotq_s32(vdotq_s32(vdupq_n_s32(0), w0, x0), w1, x1);
-#else
-    int16x8_t p = vmull_s8(vget_low_s8(w0), vget_low_s8(x0));
-    p = vmlal_s8(p, vget_high_s8(w0), vget_high_s8(x0));
-    int16x8_t q = vmull_s8(vget_low_s8(w1), vget_low_s8(x1));
-    q = vmlal_s8(q, vget_high_s8(w1), vget_high_s8(x1));
-    int32x4_t d = vpaddlq_s16(p);
-    d = vpadalq_s16(d, q);
-#endif
-    acc = vmlaq_n_f32(acc, vcvtq_f32_s32(d), xs[b]);
+#define I8_BLOCK_SUMS(b, d)                                                              \
+  int32x4_t d;                                                                           \
+  {                                                                                      \
+    const int8_t *wb_ = w + (b) * BLOCK, *xb_ = xq + (b) * BLOCK;                        \
+    d = vdotq_s32(vdotq_s32(vdupq_n_s32(0), vld1q_s8(wb_), vld1q_s8(xb_)),               \
+                  vld1q_s8(wb_ + 16), vld1q_s8(xb_ + 16));                               \
   }
-  return vaddvq_f32(acc);
+#else /* |sum| <= 4 * 127 * 127 in int16 */
+#define I8_BLOCK_SUMS(b, d)                                                              \
+  int32x4_t d;                                                                           \
+  {                                                                                      \
+    const int8_t *wb_ = w + (b) * BLOCK, *xb_ = xq + (b) * BLOCK;                        \
+    int8x16_t w0_ = vld1q_s8(wb_), w1_ = vld1q_s8(wb_ + 16);                             \
+    int8x16_t x0_ = vld1q_s8(xb_), x1_ = vld1q_s8(xb_ + 16);                             \
+    int16x8_t p_ = vmull_s8(vget_low_s8(w0_), vget_low_s8(x0_));                         \
+    p_ = vmlal_s8(p_, vget_high_s8(w0_), vget_high_s8(x0_));                             \
+    int16x8_t q_ = vmull_s8(vget_low_s8(w1_), vget_low_s8(x1_));                         \
+    q_ = vmlal_s8(q_, vget_high_s8(w1_), vget_high_s8(x1_));                             \
+    d = vpadalq_s16(vpaddlq_s16(p_), q_);                                                \
+  }
+#endif
+  float32x4_t acc0 = vdupq_n_f32(0.f), acc1 = acc0;
+  int b = 0;
+  /* four blocks a step: their four scales in one register, one lane each */
+  for (; b + 4 <= blocks; b += 4) {
+    float32x4_t scale = vld1q_f32(xs + b);
+    I8_BLOCK_SUMS(b, d0)
+    I8_BLOCK_SUMS(b + 1, d1)
+    I8_BLOCK_SUMS(b + 2, d2)
+    I8_BLOCK_SUMS(b + 3, d3)
+    acc0 = vfmaq_laneq_f32(acc0, vcvtq_f32_s32(d0), scale, 0);
+    acc1 = vfmaq_laneq_f32(acc1, vcvtq_f32_s32(d1), scale, 1);
+    acc0 = vfmaq_laneq_f32(acc0, vcvtq_f32_s32(d2), scale, 2);
+    acc1 = vfmaq_laneq_f32(acc1, vcvtq_f32_s32(d3), scale, 3);
+  }
+  for (; b < blocks; b++) {
+    I8_BLOCK_SUMS(b, d)
+    acc0 = vfmaq_n_f32(acc0, vcvtq_f32_s32(d), xs[b]);
+  }
+#undef I8_BLOCK_SUMS
+  return vaddvq_f32(vaddq_f32(acc0, acc1));
 #else
   float acc = 0.f;
   for (int b = 0; b < blocks; b++) {

@@ -21,18 +21,20 @@ moves a layer whose error is out of bounds to int8-dyn32 (activations per block 
 outlier channel costs only its block) and then to weight-only int8.  fbgemm stays x86's first
 choice for its prefill: several tokens at once it is 3-5x faster than int8-dyn32, whose
 per-block scales cost a float conversion per 32 products (one token: int8-dyn32 is 1.1x faster
-in the decode loop, interleaved in one process, 0.6B).  On ARM there is no fbgemm;
-int8-dyn32 (NEON, dotprod where there is one) costs 2.4x (A76) and 2.0x (A72) fewer
-instructions than torch's weight-only int8, 11x fewer than oneDNN's float32 product, and reads
+in the decode loop on a Zen 4, interleaved in one process, 0.6B; on a Zen 5 fbgemm was the
+faster in the code predictor too: 49.9 against 58.8 ms per frame, int4-dyn32 55.4).  On ARM
+there is no fbgemm; int8-dyn32 (NEON, dotprod where there is one, four blocks a step) costs
+3.0x (A76) and 2.8x (A72) fewer instructions than torch's weight-only int8, 16x fewer than
+oneDNN's float32 product, and reads
 a quarter of float32's bytes; KleidiAI's 4-bit product (dynamic int8 activations per row,
 dotprod) 2x fewer again, but without dotprod (Cortex-A72) it runs a reference path (61 M
 instructions per product).  There our own 4-bit product (int4-dyn32: ggml's Q4_0 weights,
-activations per block of 32 as int8-dyn32) takes as many instructions as int8-dyn32 (1.89 M
-against 1.86 M on an A72) for 0.56 of its bytes, and a Pi 4 is bound by its 4-6 GB/s.  The
+activations per block of 32 as int8-dyn32) takes 1.4x int8-dyn32's instructions (1.89 M
+against 1.32 M on an A72) for 0.56 of its bytes, and a Pi 4 is bound by its 4-6 GB/s.  The
 talker, which picks the semantic codebook, stays int8 on ARM; the code predictor (70 % of the
 weights read per frame) goes to 4 bits.  On a Pi 5 KleidiAI's 4-bit product stays (0.83 M
 against int4-dyn32's 1.61 M on an A76).  On x86 `--dtype int4` (not auto: 4-bit has 5x int8's error
-per product) uses int4-dyn32, 1.4x faster than torch's tinygemm int4 and
+per product) uses int4-dyn32, 1.4x faster than torch's tinygemm int4 and (on a Zen 4)
 1.2x faster than fbgemm's int8 on the code predictor's products at 2 threads.
 
 bfloat16 as a whole (weights and activations) helps only single-token steps on CPUs without
@@ -79,7 +81,8 @@ AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2",
 # rows: guest instructions per [1x1024]x[1024x3072] product under qemu (torch 2.10,
 # script/aarch64 --count-instructions, ../shared/reference/cpus-and-quantized-kernels.md;
 # int8-dyn32, int4-dyn32 and the M=16 rows: torch 2.9.1 in the arm64 tree, 1 thread,
-# through the Product's Python call, script/aarch64.d/count_kernels.py, 2026-12-02).
+# through the Product's Python call, script/aarch64.d/count_kernels.py, 2026-12-02; int8-dyn32
+# again after its NEON path went to four blocks a step, the same day).
 MEASURED = {
     X86_BF16: {"us_per_layer": {"float32": 4016, "bfloat16": 3573, "int8-fbgemm": 411,
                                 "int8-wo-bf16": 1492, "int8-wo-f32": 15032,
@@ -90,17 +93,21 @@ MEASURED = {
     ARM_DOTPROD: {"instructions_per_product": {
         "float32 (oneDNN)": 19.96e6, "float32 (mkldnn off)": 1.88e6, "bfloat16": 68.6e6,
         "int8 qnnpack": 8.32e6, "int8-wo-f32": 3.72e6, "int8-wo-bf16": 4.16e6,
-        "int8-dyn32": 1.56e6, "int8-dyn32 M=16": 22.96e6, "int8-wo-f32 M=16": 61.93e6,
+        "int8-dyn32": 1.22e6, "int8-dyn32 M=16": 17.80e6, "int8-wo-f32 M=16": 61.93e6,
         "int4-tinygemm-g32": 9.9e6, "int4-kleidiai-g32": 0.83e6, "int4-dyn32": 1.61e6,
         "int4-kleidiai per channel": 0.62e6}},
     ARM_V80: {"instructions_per_product": {"int4-kleidiai-g32 (reference path)": 61e6,
-                                           "int8-dyn32": 1.86e6, "int8-wo-f32": 3.75e6,
+                                           "int8-dyn32": 1.32e6, "int8-wo-f32": 3.75e6,
                                            "int4-dyn32": 1.89e6, "int4-dyn32 M=16": 25.7e6,
-                                           "int8-dyn32 M=16": 27.7e6}},
+                                           "int8-dyn32 M=16": 19.37e6}},
     # code-predictor-shaped products (the 4 of each of 5 layers, 79 MB int8: more than L3),
     # ms per pass, 2 threads, one run (AMD EPYC Zen 4, 2026-12-02)
     "x86 code predictor pass ms": {"int8-fbgemm": 2.46, "int8-dyn32": 2.12, "int4-dyn32": 1.99,
                                    "int4-tinygemm-g32": 2.84},
+    # the same products in the decode loop, code predictor ms per frame, 40 frames, medians of
+    # 6 interleaved rounds in one process, 2 threads (AMD EPYC Zen 5, 2026-12-02)
+    "x86 code predictor ms per frame, Zen 5": {"int8-fbgemm": 49.9, "int8-dyn32": 58.8,
+                                               "int4-dyn32": 55.4},
     "error": {"int8-fbgemm": 0.0172, "int8-dyn32": 0.0095, "int8-wo": 0.0080, "int4-g32": 0.077,
               "int4-dyn32": 0.086,
               "int4-g128": 0.099,
