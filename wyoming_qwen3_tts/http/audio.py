@@ -12,7 +12,7 @@
 - **Speed** other than 1 is applied with librosa's phase-vocoder time stretch, one sentence at
   a time (so a stretched answer still starts after its first sentence, and sentence
   boundaries, where the speech pauses anyway, are the only seams).  Its first call compiles
-  librosa's numba code (about 2.5 s, and 250 MB of RSS kept for the process's life), so it is
+  librosa's numba code (about 2.5 s, and about 0.2 GB of RSS kept for the process's life), so it is
   paid by the first request with a speed, not at start by every server with HTTP on.
 - **Uploaded recordings** are recognised by their content (libsndfile reads the header; the
   file name and content type are ignored), bounded in size and duration, checked (finite

@@ -97,7 +97,7 @@ class HttpServer:
             await asyncio.sleep(0.01)
         _LOGGER.info("HTTP on %s (%s)", self.address, self.settings.describe_access())
         # librosa's time stretch is not warmed up here: its first call compiles numba code
-        # (2.5 s, 24 s the first time ever) and keeps LLVM in the process (about 250 MB of
+        # (2.5 s, 24 s the first time ever) and keeps LLVM in the process (about 0.2 GB of
         # RSS for as long as the server runs), which only the first request with a speed
         # should pay (audio.stretch)
 
