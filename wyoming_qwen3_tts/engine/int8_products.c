@@ -369,121 +369,170 @@ static inline float half_to_float(uint16_t h) {
   return f;
 }
 
+/* The vector paths take Q4_GROUP blocks a step, one block per 128-bit lane: one load of the
+ * group's 16 * Q4_GROUP bytes gives the low nibbles of all its blocks and, shifted by 4, their
+ * high nibbles.  So the activations of each whole group are stored once per call as its
+ * blocks' first 16 values, then their last 16 (group order; with one block a group, the
+ * natural order).  Blocks past the last whole group keep their natural order and take the
+ * plain loop. */
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define Q4_GROUP 4
+#elif defined(__AVX2__)
+#define Q4_GROUP 2
+#else
+#define Q4_GROUP 1
+#endif
+#define Q4_LANES 4 /* int32 sums per block (a 128-bit lane): -8 * sum(xq[b]) in the first */
+
+static void group_order(int8_t *xq, int blocks) {
+#if Q4_GROUP > 1
+  int8_t tmp[Q4_GROUP * BLOCK];
+  for (int b = 0; b + Q4_GROUP <= blocks; b += Q4_GROUP) {
+    int8_t *p = xq + b * BLOCK;
+    for (int i = 0; i < Q4_GROUP; i++) {
+      memcpy(tmp + 16 * i, p + BLOCK * i, 16);
+      memcpy(tmp + 16 * (Q4_GROUP + i), p + BLOCK * i + 16, 16);
+    }
+    memcpy(p, tmp, sizeof tmp);
+  }
+#else
+  (void)xq;
+  (void)blocks;
+#endif
+}
+
+/* one block's sum of (u - 8) * xq, activations in natural order */
+static inline int32_t q4_block_plain(const uint8_t *wb, const int8_t *xb) {
+  int32_t d = 0;
+#pragma omp simd reduction(+ : d)
+  for (int i = 0; i < 16; i++)
+    d += ((int32_t)(wb[i] & 0x0f) - 8) * xb[i] + ((int32_t)(wb[i] >> 4) - 8) * xb[i + 16];
+  return d;
+}
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define UDOT256(acc, u, x) _mm256_dpbusd_epi32(acc, u, x)
+#elif defined(__AVXVNNI__)
+#define UDOT256(acc, u, x) _mm256_dpbusd_avx_epi32(acc, u, x)
+#endif
+
+/* the x86 paths convert the float16 scales as they go; the others get them as float32 (ws) */
+#if defined(__AVX2__) && defined(__F16C__)
+#define Q4_SCALE(b) (half_to_float(ws16[b]) * xs[b])
+#else
+#define Q4_ROW_SCALES 1
+#define Q4_SCALE(b) (ws[b] * xs[b])
+#endif
+
+#ifdef Q4_ROW_SCALES
 /* a row's float16 block scales as float32 */
 static void row_scales(const uint16_t *ws16, int blocks, float *ws) {
   int b = 0;
-#if defined(__AVX512F__)
-  for (; b + 16 <= blocks; b += 16)
-    _mm512_storeu_ps(ws + b, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ws16 + b))));
-#elif defined(__F16C__)
-  for (; b + 8 <= blocks; b += 8)
-    _mm256_storeu_ps(ws + b, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ws16 + b))));
-#elif defined(__ARM_NEON)
+#if defined(__ARM_NEON)
   for (; b + 4 <= blocks; b += 4)
     vst1q_f32(ws + b, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(ws16 + b))));
 #endif
   for (; b < blocks; b++) ws[b] = half_to_float(ws16[b]);
 }
-
-#if defined(__AVX2__)
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-#define UDOT(u, x) _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, x)
-#elif defined(__AVXVNNI__)
-#define UDOT(u, x) _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, x)
-#else /* (u0 x0 + u1 x1) in int16 cannot saturate: 2 * 15 * 127 < 32767 */
-#define UDOT(u, x) _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1))
-#endif
-#endif
-
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-#define Q4_PAIRS 1
-/* The 512-bit path takes two blocks a step: their 32 bytes, broadcast to both halves of a
- * register, the upper half shifted by 4, give the low nibbles of both blocks and then their
- * high nibbles.  The activations of each pair of blocks are stored in that order (block 0's
- * first 16, block 1's first 16, block 0's last 16, block 1's last 16) once per call. */
-static void pair_order(int8_t *xq, int blocks) {
-  int8_t tmp[2 * BLOCK];
-  for (int b = 0; b + 1 < blocks; b += 2) {
-    int8_t *p = xq + b * BLOCK;
-    memcpy(tmp, p, 16);
-    memcpy(tmp + 16, p + 32, 16);
-    memcpy(tmp + 32, p + 16, 16);
-    memcpy(tmp + 48, p + 48, 16);
-    memcpy(p, tmp, sizeof tmp);
-  }
-}
-#endif
-
-#if defined(__AVX2__)
-#define Q4_LANES 8 /* int32 sums per block in a vector register */
-#elif defined(__ARM_NEON)
-#define Q4_LANES 4
 #endif
 
 /* sum_b ws[b] * xs[b] * w[b] . xq[b] for one row and one token.  The vector paths start each
- * block's integer sums from xo (Q4_LANES int32 per block: -8 * sum(xq[b]) in its first lane,
- * where the pair order puts it), so that the nibbles' offset of 8 comes off exactly. */
+ * block's integer sums from xo (Q4_LANES int32 per block), so that the nibbles' offset of 8
+ * comes off exactly. */
 static float q4_row_dot(const uint8_t *w, const uint16_t *ws16, const float *ws,
                         const int8_t *xq, const float *xs, const int32_t *xo, int k) {
-  int blocks = k / BLOCK;
-#if defined(__AVX2__)
-  const __m256i low = _mm256_set1_epi8(0x0f);
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-  int b = 0;
-#ifdef Q4_PAIRS
-  (void)ws;
-  const __m512i low2 = _mm512_set1_epi8(0x0f), two = _mm512_set1_epi32(2);
-  /* lanes 0-3 and 8-11 hold block 0's sums, 4-7 and 12-15 block 1's */
-  const __m512i pattern = _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0);
-  __m512 wide0 = _mm512_setzero_ps(), wide1 = wide0;
-  int paired = blocks & ~1;
-  for (int b0 = 0; b0 < paired; b0 += 16) {
-    int nb = paired - b0 < 16 ? paired - b0 : 16;
-    __mmask16 mk = (__mmask16)((1u << nb) - 1);
-    /* the 16 blocks' ws * xs, picked per lane below */
-    __m512 prod = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, ws16 + b0)),
-                                _mm512_maskz_loadu_ps(mk, xs + b0));
-    __m512i idx = pattern;
-#define Q4_PAIR(b, acc)                                                                  \
-  do {                                                                                   \
-    __m512i v_ = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w + (b) * 16))); \
-    __m512i u_ = _mm512_and_si512(_mm512_mask_srli_epi16(v_, 0xffff0000u, v_, 4), low2); \
-    __m512i d_ = _mm512_dpbusd_epi32(_mm512_loadu_si512(xo + (b) * Q4_LANES), u_,         \
-                                     _mm512_loadu_si512(xq + (b) * BLOCK));              \
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d_), _mm512_permutexvar_ps(idx, prod), acc); \
-    idx = _mm512_add_epi32(idx, two);                                                    \
-  } while (0)
-    for (b = b0; b + 4 <= b0 + nb; b += 4) {
-      Q4_PAIR(b, wide0);
-      Q4_PAIR(b + 2, wide1);
-    }
-    if (b < b0 + nb) Q4_PAIR(b, wide0);
-#undef Q4_PAIR
-  }
-  b = paired;
-  __m512 wide = _mm512_add_ps(wide0, wide1);
-  acc0 = _mm256_add_ps(_mm512_castps512_ps256(wide), _mm512_extractf32x8_ps(wide, 1));
-#endif
-  for (; b < blocks; b++) {
-#ifdef Q4_PAIRS
-    float wsb = half_to_float(ws16[b]);
-#else
-    float wsb = ws[b];
-#endif
-    __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(w + b * 16)));
-    __m256i u = _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_set_epi32(4, 4, 4, 4, 0, 0, 0, 0)),
-                                 low);
-    __m256i x = _mm256_loadu_si256((const __m256i *)(xq + b * BLOCK));
-    __m256i d = _mm256_add_epi32(UDOT(u, x),
-                                 _mm256_loadu_si256((const __m256i *)(xo + b * Q4_LANES)));
-    if (b & 1)
-      acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(wsb * xs[b]), acc1);
-    else
-      acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(wsb * xs[b]), acc0);
-  }
-  return hsum(_mm256_add_ps(acc0, acc1));
-#elif defined(__ARM_NEON)
+  int blocks = k / BLOCK, grouped = blocks - blocks % Q4_GROUP, b = 0;
+  float tail = 0.f;
+#ifdef Q4_ROW_SCALES
   (void)ws16;
+#else
+  (void)ws;
+#endif
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+  const __m512i low = _mm512_set1_epi8(0x0f), four = _mm512_set1_epi32(4);
+  /* lanes 4i to 4i + 3 hold block i's sums */
+  const __m512i first = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
+#define Q4_GROUP_STEP(b, idx, acc)                                                       \
+  do {                                                                                   \
+    __m512i v_ = _mm512_loadu_si512(w + (b) * 16);                                       \
+    __m512i d_ = _mm512_dpbusd_epi32(_mm512_loadu_si512(xo + (b) * Q4_LANES),            \
+                                     _mm512_and_si512(v_, low),                          \
+                                     _mm512_loadu_si512(xq + (b) * BLOCK));              \
+    d_ = _mm512_dpbusd_epi32(d_, _mm512_and_si512(_mm512_srli_epi16(v_, 4), low),         \
+                             _mm512_loadu_si512(xq + (b) * BLOCK + 64));                 \
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d_), _mm512_permutexvar_ps(idx, scale), acc); \
+  } while (0)
+  for (int b0 = 0; b0 < grouped; b0 += 16) {
+    int end = grouped - b0 < 16 ? grouped : b0 + 16;
+    __mmask16 mk = (__mmask16)((1u << (end - b0)) - 1);
+    /* the next 16 blocks' ws * xs, picked per lane */
+    __m512 scale = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, ws16 + b0)),
+                                 _mm512_maskz_loadu_ps(mk, xs + b0));
+    __m512i idx = first;
+    for (b = b0; b + 8 <= end; b += 8) {
+      Q4_GROUP_STEP(b, idx, acc0);
+      __m512i idx1 = _mm512_add_epi32(idx, four);
+      Q4_GROUP_STEP(b + 4, idx1, acc1);
+      idx = _mm512_add_epi32(idx1, four);
+    }
+    if (b < end) Q4_GROUP_STEP(b, idx, acc0);
+  }
+#undef Q4_GROUP_STEP
+  b = grouped;
+  __m512 sum = _mm512_add_ps(acc0, acc1);
+  float vec = hsum(_mm256_add_ps(_mm512_castps512_ps256(sum), _mm512_extractf32x8_ps(sum, 1)));
+#elif defined(__AVX2__)
+  const __m256i low = _mm256_set1_epi8(0x0f), two = _mm256_set1_epi32(2);
+  const __m256i first = _mm256_set_epi32(1, 1, 1, 1, 0, 0, 0, 0);
+#ifndef UDOT256
+  const __m256i ones = _mm256_set1_epi16(1);
+#endif
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+  /* (u0 x0 + u1 x1) + (u2 x2 + u3 x3) in int16 cannot saturate: 4 * 15 * 127 < 32767 */
+#ifdef UDOT256
+#define Q4_SUMS(lo, hi, x, o) UDOT256(UDOT256(o, lo, _mm256_loadu_si256(x)), hi, \
+                                      _mm256_loadu_si256((x) + 1))
+#else
+#define Q4_SUMS(lo, hi, x, o)                                                            \
+  _mm256_add_epi32(_mm256_madd_epi16(_mm256_add_epi16(                                   \
+                       _mm256_maddubs_epi16(lo, _mm256_loadu_si256(x)),                  \
+                       _mm256_maddubs_epi16(hi, _mm256_loadu_si256((x) + 1))), ones), o)
+#endif
+#define Q4_GROUP_STEP(b, idx, acc)                                                       \
+  do {                                                                                   \
+    __m256i v_ = _mm256_loadu_si256((const __m256i *)(w + (b) * 16));                    \
+    __m256i d_ = Q4_SUMS(_mm256_and_si256(v_, low),                                      \
+                         _mm256_and_si256(_mm256_srli_epi16(v_, 4), low),                \
+                         (const __m256i *)(xq + (b) * BLOCK),                            \
+                         _mm256_loadu_si256((const __m256i *)(xo + (b) * Q4_LANES)));    \
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d_), _mm256_permutevar8x32_ps(scale, idx), acc); \
+  } while (0)
+  for (int b0 = 0; b0 < grouped; b0 += 8) {
+    int end = grouped - b0 < 8 ? grouped : b0 + 8;
+    __m256 scale; /* the next 8 blocks' ws * xs, picked per lane */
+    if (end - b0 == 8) {
+      scale = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ws16 + b0))),
+                            _mm256_loadu_ps(xs + b0));
+    } else {
+      float part[8] = {0.f};
+      for (int i = 0; i < end - b0; i++) part[i] = Q4_SCALE(b0 + i);
+      scale = _mm256_loadu_ps(part);
+    }
+    __m256i idx = first;
+    for (b = b0; b + 4 <= end; b += 4) {
+      Q4_GROUP_STEP(b, idx, acc0);
+      __m256i idx1 = _mm256_add_epi32(idx, two);
+      Q4_GROUP_STEP(b + 2, idx1, acc1);
+      idx = _mm256_add_epi32(idx1, two);
+    }
+    if (b < end) Q4_GROUP_STEP(b, idx, acc0);
+  }
+#undef Q4_GROUP_STEP
+#undef Q4_SUMS
+  b = grouped;
+  float vec = hsum(_mm256_add_ps(acc0, acc1));
+#elif defined(__ARM_NEON)
   const uint8x16_t low = vdupq_n_u8(0x0f);
   float32x4_t acc0 = vdupq_n_f32(0.f), acc1 = acc0;
 /* block b's integer sums: the nibbles (0..15) as int8 times the activations, from xo */
@@ -513,7 +562,6 @@ static float q4_row_dot(const uint8_t *w, const uint16_t *ws16, const float *ws,
     d = vpadalq_s16(vld1q_s32(xo + (b) * Q4_LANES), p_);                                 \
   }
 #endif
-  int b = 0;
   /* four blocks a step: their four ws * xs in one register, one lane each */
   for (; b + 4 <= blocks; b += 4) {
     float32x4_t prod = vmulq_f32(vld1q_f32(ws + b), vld1q_f32(xs + b));
@@ -531,23 +579,16 @@ static float q4_row_dot(const uint8_t *w, const uint16_t *ws16, const float *ws,
     acc0 = vfmaq_n_f32(acc0, vcvtq_f32_s32(d), ws[b] * xs[b]);
   }
 #undef Q4_BLOCK_SUMS
-  return vaddvq_f32(vaddq_f32(acc0, acc1));
+  float vec = vaddvq_f32(vaddq_f32(acc0, acc1));
 #else
-  (void)ws16;
   (void)xo;
-  float acc = 0.f;
-  for (int b = 0; b < blocks; b++) {
-    const uint8_t *wb = w + b * 16;
-    const int8_t *xb = xq + b * BLOCK;
-    int32_t d = 0;
-#pragma omp simd reduction(+ : d)
-    for (int i = 0; i < 16; i++)
-      d += ((int32_t)(wb[i] & 0x0f) - 8) * xb[i] + ((int32_t)(wb[i] >> 4) - 8) * xb[i + 16];
-    acc += (float)d * (ws[b] * xs[b]);
-  }
-  return acc;
+  (void)grouped;
+  float vec = 0.f;
 #endif
+  for (; b < blocks; b++) tail += (float)q4_block_plain(w + b * 16, xq + b * BLOCK) * Q4_SCALE(b);
+  return vec + tail;
 }
+#undef Q4_SCALE
 
 /* y [m, n] = x [m, k] W^T for 4-bit W (packed [n, k / 2] as above, float16 scales
  * [n, k / 32]); bias may be NULL.  Returns as dyn32_linear does. */
@@ -555,42 +596,34 @@ int q4_linear(float *y, const float *x, int m, int k, const uint8_t *w, const ui
               const float *bias, int n, int threads) {
   if (k % BLOCK || k > MAX_K) return -2;
   int blocks = k / BLOCK;
-#ifdef Q4_LANES
-  size_t lanes = Q4_LANES;
-#else
-  size_t lanes = 0;
-#endif
-  /* per token: xq [k], xs [blocks], xo [blocks * lanes] */
-  size_t per_token = (size_t)k + sizeof(float) * (size_t)blocks + sizeof(int32_t) * blocks * lanes;
-  char *scratch = calloc(per_token * (size_t)(m > 0 ? m : 1), 1);
+  /* per token: xq [k], xo [blocks * Q4_LANES], xs [blocks] */
+  size_t per_token = (size_t)k + (sizeof(int32_t) * Q4_LANES + sizeof(float)) * blocks;
+  size_t need = per_token * (size_t)(m > 0 ? m : 1);
+  _Alignas(64) char stack[16384];
+  char *scratch = need <= sizeof stack ? stack : malloc(need);
   if (!scratch) return -1;
   int8_t *xq = (int8_t *)scratch;
-  float *xs = (float *)(scratch + (size_t)m * k);
-  int32_t *xo = (int32_t *)(xs + (size_t)m * blocks);
+  int32_t *xo = (int32_t *)(scratch + (size_t)m * k); /* k is a multiple of 32 */
+  float *xs = (float *)(xo + (size_t)m * blocks * Q4_LANES);
+  memset(xo, 0, sizeof(int32_t) * Q4_LANES * (size_t)m * blocks);
   for (int t = 0; t < m; t++) {
     int8_t *q = xq + (size_t)t * k;
-    int32_t *o = xo + (size_t)t * blocks * lanes;
+    int32_t *o = xo + (size_t)t * blocks * Q4_LANES;
     quantize_blocks(x + (size_t)t * k, k, q, xs + (size_t)t * blocks);
-    for (int b = 0; lanes && b < blocks; b++) {
+    for (int b = 0; b < blocks; b++) {
       int32_t sum = 0;
+#pragma omp simd reduction(+ : sum)
       for (int i = 0; i < BLOCK; i++) sum += q[b * BLOCK + i];
-#ifdef Q4_PAIRS /* a pair's second block: its first lane is the pair's fifth */
-      int lane = (b & 1) && b + 1 <= (blocks & ~1) ? -(int)lanes + 4 : 0;
-#else
-      int lane = 0;
-#endif
-      o[(size_t)b * lanes + lane] = -8 * sum;
+      o[(size_t)b * Q4_LANES] = -8 * sum;
     }
-#ifdef Q4_PAIRS
-    pair_order(q, blocks);
-#endif
+    group_order(q, blocks);
   }
   /* a row of W stays in L1 while every token's dot product with it is taken */
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && n >= 64)
   for (int j = 0; j < n; j++) {
     const uint16_t *ws16 = wscale + (size_t)j * blocks;
     float ws[MAX_K / BLOCK];
-#ifndef Q4_PAIRS
+#ifdef Q4_ROW_SCALES
     row_scales(ws16, blocks, ws);
 #endif
     const uint8_t *row = w + (size_t)j * (k / 2);
@@ -598,8 +631,8 @@ int q4_linear(float *y, const float *x, int m, int k, const uint8_t *w, const ui
     for (int t = 0; t < m; t++)
       y[(size_t)t * n + j] = q4_row_dot(row, ws16, ws, xq + (size_t)t * k,
                                         xs + (size_t)t * blocks,
-                                        xo + (size_t)t * blocks * lanes, k) + b;
+                                        xo + (size_t)t * blocks * Q4_LANES, k) + b;
   }
-  free(scratch);
+  if (scratch != stack) free(scratch);
   return 0;
 }
