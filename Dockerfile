@@ -11,7 +11,7 @@ FROM ${BASE_IMAGE}
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 ARG BUILD_ARCH=amd64
-ARG BUILD_VERSION=0.2.5
+ARG BUILD_VERSION=0.2.6
 # torch, a CPU build that imports on the image's architecture:
 # - amd64: TORCH_VERSION from the CPU wheel index (PyPI's x86-64 wheel is a multi-GB CUDA
 #   build).

@@ -348,11 +348,11 @@ def test_auto_precision_per_cpu():
         ["x86-avx2", "x86-bf16", "arm-dotprod", "arm-v8.0", "arm-v8.0"]
     assert not arm_with_x86_flags.native_bf16
     picks = {c.cpu_class: resolve("auto", c) for c in (avx2, amx, pi5, pi4)}
-    assert picks["x86-avx2"] == Precision(generation="int8", vocoder=torch.float32,
-                                          talker="int8-fbgemm", predictor="int8-fbgemm",
+    assert picks["x86-avx2"] == Precision(generation="int4", vocoder=torch.float32,
+                                          talker="int8-fbgemm", predictor="int4-dyn32",
                                           cpu_class="x86-avx2", auto=True)
-    assert (picks["x86-bf16"].talker, picks["x86-bf16"].vocoder) == ("int8-fbgemm",
-                                                                      torch.bfloat16)
+    assert (picks["x86-bf16"].talker, picks["x86-bf16"].predictor,
+            picks["x86-bf16"].vocoder) == ("int8-fbgemm", "int4-dyn32", torch.bfloat16)
     assert (picks["arm-dotprod"].talker, picks["arm-dotprod"].predictor) == \
         ("int8-dyn32", "int4-kleidiai-g32")
     assert (picks["arm-v8.0"].talker, picks["arm-v8.0"].predictor) == \
@@ -374,10 +374,14 @@ def test_auto_precision_per_cpu():
         without = choose_precision("auto", pi4)
         # x86 (fbgemm and tinygemm run only there): torch's 4-bit kernel instead of ours
         without_x86 = choose_precision("int4", avx2) if X86 else None
+        # auto: fbgemm's int8, which is faster there than torch's 4-bit kernel
+        auto_without_x86 = choose_precision("auto", avx2) if X86 else None
     finally:
         quantize._kernels = saved
     assert (without.talker, without.predictor) == ("int8-wo-f32", "int8-wo-f32")
     assert without_x86 is None or without_x86.predictor == "int4-tinygemm-g32"
+    assert auto_without_x86 is None or \
+        (auto_without_x86.talker, auto_without_x86.predictor) == ("int8-fbgemm", "int8-fbgemm")
     assert not X86 or choose_precision("int4", avx2).predictor == "int4-dyn32"
     assert quantize.safer("int8-fbgemm") == "int8-dyn32"
     with pytest.raises(ValueError, match="unknown dtype"):

@@ -1,3 +1,3 @@
 """Wyoming protocol server for Qwen3-TTS, built to stream on CPUs."""
 
-__version__ = "0.2.5"
+__version__ = "0.2.6"

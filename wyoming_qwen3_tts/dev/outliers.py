@@ -170,9 +170,9 @@ def cached_outlier_checkpoint(model_type: str = "custom_voice", size: str = "tin
 CONTROL = "control-noise-1pct"
 ROWS = [
     ("control: float32, every weight x (1 + 1 % Gaussian noise)", CONTROL, CONTROL),
-    ("x86 int8 (auto on x86 before the check)", "int8-fbgemm", "int8-fbgemm"),
+    ("x86 int8", "int8-fbgemm", "int8-fbgemm"),
     ("x86 int8-weight-only", "int8-wo-bf16", "int8-wo-bf16"),
-    ("x86 int4", "int8-fbgemm", "int4-dyn32"),
+    ("x86 int4 (auto on x86 before the check)", "int8-fbgemm", "int4-dyn32"),
     ("x86 int4-all = Pi 4 int4-all", "int4-dyn32", "int4-dyn32"),
     ("ARM int8 = int8-dyn32, x86's first fallback", "int8-dyn32", "int8-dyn32"),
     ("ARM int8-weight-only", "int8-wo-f32", "int8-wo-f32"),
@@ -181,7 +181,7 @@ ROWS = [
     ("ARM int4-all (Pi 5)", "int4-kleidiai-g32", "int4-kleidiai-g32"),
 ]
 # what auto picks per CPU class (precision.AUTO): also measured as served after the check
-AUTO_ROWS = ("x86 int8 (auto on x86 before the check)", "ARM int4 (auto on Pi 5)",
+AUTO_ROWS = ("x86 int4 (auto on x86 before the check)", "ARM int4 (auto on Pi 5)",
              "ARM int4 (auto on Pi 4)")
 
 

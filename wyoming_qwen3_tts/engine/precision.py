@@ -5,9 +5,10 @@ CPU class, to a quantization scheme per stack (quantize.SCHEMES), and the vocode
 dtype.  The classes and what `auto` picks, from the measurements in MEASURED below:
 
     class        CPUs                                   auto: talker / code predictor  vocoder
-    x86-bf16     x86-64 with AVX512-BF16 or AMX         int8 fbgemm / int8 fbgemm      bfloat16
-                 (Zen 4/5, Sapphire Rapids and later)
-    x86-avx2     x86-64 with AVX2 (N100, most NUCs)     int8 fbgemm / int8 fbgemm      float32
+    x86-bf16     x86-64 with AVX512-BF16 or AMX         int8 fbgemm / int4-dyn32       bfloat16
+                 (Zen 4/5, Sapphire Rapids and later)   (--dtype int4)
+    x86-avx2     x86-64 with AVX2 (N100, most NUCs)     int8 fbgemm / int4-dyn32       float32
+                                                        (--dtype int4)
     arm-dotprod  ARMv8.2+ with dotprod (Raspberry       int8-dyn32 / int4 KleidiAI     float32
                  Pi 5: Cortex-A76)                      (--dtype int4)
     arm-v8.0     ARMv8.0 (Raspberry Pi 4: Cortex-A72)   int8-dyn32 / int4-dyn32        float32
@@ -22,7 +23,11 @@ outlier channel costs only its block) and then to weight-only int8.  fbgemm stay
 choice for its prefill: several tokens at once it is 3-5x faster than int8-dyn32, whose
 per-block scales cost a float conversion per 32 products (one token: int8-dyn32 is 1.1x faster
 in the decode loop on a Zen 4, interleaved in one process, 0.6B; on a Zen 5 fbgemm was the
-faster in the code predictor too: 49.9 against 58.8 ms per frame, int4-dyn32 55.4).  On ARM
+faster in the code predictor too: 49.9 against 58.8 ms per frame).  The code predictor (70 %
+of the weights read per frame, 15 passes) is in 4 bits on every class with the compiled
+kernels: int4-dyn32, since its x86 paths take a group of blocks per load, runs the code
+predictor 1.31x faster than fbgemm's int8 on a Zen 5 (33.6 against 44.1 ms per frame) and
+1.29x with the machine capped to AVX2 (31.2 against 40.4), reading 0.56 of its bytes.  On ARM
 there is no fbgemm; int8-dyn32 (NEON, dotprod where there is one, four blocks a step) costs
 3.0x (A76) and 2.8x (A72) fewer instructions than torch's weight-only int8, 16x fewer than
 oneDNN's float32 product, and reads
@@ -33,9 +38,10 @@ activations per block of 32 as int8-dyn32) takes 1.4x int8-dyn32's instructions 
 against 1.32 M on an A72) for 0.56 of its bytes, and a Pi 4 is bound by its 4-6 GB/s.  The
 talker, which picks the semantic codebook, stays int8 on ARM; the code predictor (70 % of the
 weights read per frame) goes to 4 bits.  On a Pi 5 KleidiAI's 4-bit product stays (0.83 M
-against int4-dyn32's 1.61 M on an A76).  On x86 `--dtype int4` (not auto: 4-bit has 5x int8's error
-per product) uses int4-dyn32, 1.4x faster than torch's tinygemm int4 and (on a Zen 4)
-1.2x faster than fbgemm's int8 on the code predictor's products at 2 threads.
+against int4-dyn32's 1.61 M on an A76).  4 bits have about 5x int8's error per product: the
+talker, which picks each frame's first code, stays int8 everywhere, and the first-load check
+moves a code-predictor layer out of its bound to int8-dyn32.  Without the compiled kernels
+`auto` keeps x86's code predictor on fbgemm's int8 (torch's tinygemm int4 is the slower).
 
 bfloat16 as a whole (weights and activations) helps only single-token steps on CPUs without
 native bf16, while prefill gets ~5x slower and convolutions 60-90x slower: the vocoder is
@@ -107,7 +113,14 @@ MEASURED = {
     # the same products in the decode loop, code predictor ms per frame, 40 frames, medians of
     # 6 interleaved rounds in one process, 2 threads (AMD EPYC Zen 5, 2026-12-02)
     "x86 code predictor ms per frame, Zen 5": {"int8-fbgemm": 49.9, "int8-dyn32": 58.8,
-                                               "int4-dyn32": 55.4},
+                                               "int4-dyn32 (one block per step)": 55.4},
+    # after int4-dyn32's x86 paths went to a group of blocks per load: 60 frames, medians of
+    # 7 interleaved rounds in one process, talker int8-fbgemm in both, 2 threads (AMD EPYC
+    # Zen 5, 2026-12-08; the AVX2 row with dev.peers.avx2_env on the same machine)
+    "x86 code predictor ms per frame, Zen 5, grouped int4": {"int8-fbgemm": 44.1,
+                                                             "int4-dyn32": 33.6},
+    "x86 code predictor ms per frame, Zen 5 capped to AVX2": {"int8-fbgemm": 40.4,
+                                                              "int4-dyn32": 31.2},
     "error": {"int8-fbgemm": 0.0172, "int8-dyn32": 0.0095, "int8-wo": 0.0080, "int4-g32": 0.077,
               "int4-dyn32": 0.086,
               "int4-g128": 0.099,
@@ -132,8 +145,12 @@ WITHOUT_KERNELS_INT4 = {X86_BF16: "int4-tinygemm-g32", X86_AVX2: "int4-tinygemm-
                         OTHER: "int4-kleidiai-g32"}
 # scheme of the compiled kernels -> what each class runs instead without them
 _WITHOUT_KERNELS_OF = {"int8-dyn32": WITHOUT_KERNELS, "int4-dyn32": WITHOUT_KERNELS_INT4}
-AUTO = {X86_BF16: "int8", X86_AVX2: "int8", ARM_DOTPROD: "int4", ARM_V80: "int4",
+AUTO = {X86_BF16: "int4", X86_AVX2: "int4", ARM_DOTPROD: "int4", ARM_V80: "int4",
         OTHER: "float32"}
+# what auto runs instead of int4-dyn32 without the compiled kernels: on x86 fbgemm's int8,
+# faster than torch's tinygemm int4 ("x86 code predictor pass ms")
+_AUTO_WITHOUT_KERNELS_INT4 = {**WITHOUT_KERNELS_INT4, X86_BF16: "int8-fbgemm",
+                              X86_AVX2: "int8-fbgemm"}
 
 
 def schemes_for(dtype: str, cpu_class: str) -> tuple[str, str]:
@@ -296,6 +313,8 @@ def choose_precision(dtype: str = "auto", cpu: Cpu | None = None) -> Precision:
     swap = {}
     for scheme in {precision.talker, precision.predictor}:
         without = _WITHOUT_KERNELS_OF.get(scheme)
+        if precision.auto and scheme == "int4-dyn32":
+            without = _AUTO_WITHOUT_KERNELS_INT4
         if without is not None and unavailable(scheme):
             swap[scheme] = without[precision.cpu_class]
             _LOGGER.info("%s products without the compiled kernels (%s): %s instead",
