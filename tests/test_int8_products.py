@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from wyoming_qwen3_tts.engine import kernels, quantize
+from wyoming_qwen3_tts.engine import kernels, precision, quantize
 
 BLOCK = 32
 
@@ -187,7 +187,7 @@ def test_error_against_float32_with_an_outlier_channel(lib):
 
 
 def test_every_vector_path_agrees(lib, tmp_path):
-    """The vector paths this machine can run (native, AVX2 without VNNI, plain C) give the
+    """The vector paths this machine can run (native, AVX2 without VNNI, AVX-VNNI, plain C) give the
     same results: one source, the instructions picked at compile time."""
     cc = kernels._compiler()
     assert cc
@@ -195,6 +195,8 @@ def test_every_vector_path_agrees(lib, tmp_path):
     if platform.machine().lower() in ("x86_64", "amd64"):
         variants = {"native": (["-march=native"], served), "haswell": (["-march=haswell"], "avx2"),
                     "plain": ([], "c")}  # x86-64's baseline has no AVX2
+        if "avx_vnni" in precision.cpu_flags():  # the 256-bit VNNI of N100-class CPUs
+            variants["avx-vnni"] = (["-march=haswell", "-mavxvnni"], "avx-vnni")
     else:  # ARMv8.0's baseline: NEON without dotprod
         variants = {"native": (["-march=native"], served), "plain": ([], "neon")}
     _, q, scales = quantized(96, 1024, seed=3)
