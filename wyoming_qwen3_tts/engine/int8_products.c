@@ -448,8 +448,21 @@ static float q4_row_dot(const uint8_t *w, const uint16_t *ws16, const float *ws,
 #else
   (void)ws;
 #endif
+/* the groups of one chunk of 4 * Q4_GROUP blocks (b0 to end), two a step into the two
+ * accumulators; idx picks each group's block scales out of the chunk's `scale` */
+#define Q4_CHUNK_GROUPS(itype, add)                                                      \
+  do {                                                                                   \
+    itype idx = first;                                                                   \
+    for (b = b0; b + 2 * Q4_GROUP <= end; b += 2 * Q4_GROUP) {                           \
+      Q4_GROUP_STEP(b, idx, acc0);                                                       \
+      itype idx1 = add(idx, next);                                                       \
+      Q4_GROUP_STEP(b + Q4_GROUP, idx1, acc1);                                           \
+      idx = add(idx1, next);                                                             \
+    }                                                                                    \
+    if (b < end) Q4_GROUP_STEP(b, idx, acc0);                                            \
+  } while (0)
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-  const __m512i low = _mm512_set1_epi8(0x0f), four = _mm512_set1_epi32(4);
+  const __m512i low = _mm512_set1_epi8(0x0f), next = _mm512_set1_epi32(4);
   /* lanes 4i to 4i + 3 hold block i's sums */
   const __m512i first = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
   __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
@@ -469,21 +482,14 @@ static float q4_row_dot(const uint8_t *w, const uint16_t *ws16, const float *ws,
     /* the next 16 blocks' ws * xs, picked per lane */
     __m512 scale = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, ws16 + b0)),
                                  _mm512_maskz_loadu_ps(mk, xs + b0));
-    __m512i idx = first;
-    for (b = b0; b + 8 <= end; b += 8) {
-      Q4_GROUP_STEP(b, idx, acc0);
-      __m512i idx1 = _mm512_add_epi32(idx, four);
-      Q4_GROUP_STEP(b + 4, idx1, acc1);
-      idx = _mm512_add_epi32(idx1, four);
-    }
-    if (b < end) Q4_GROUP_STEP(b, idx, acc0);
+    Q4_CHUNK_GROUPS(__m512i, _mm512_add_epi32);
   }
 #undef Q4_GROUP_STEP
   b = grouped;
   __m512 sum = _mm512_add_ps(acc0, acc1);
   float vec = hsum(_mm256_add_ps(_mm512_castps512_ps256(sum), _mm512_extractf32x8_ps(sum, 1)));
 #elif defined(__AVX2__)
-  const __m256i low = _mm256_set1_epi8(0x0f), two = _mm256_set1_epi32(2);
+  const __m256i low = _mm256_set1_epi8(0x0f), next = _mm256_set1_epi32(2);
   const __m256i first = _mm256_set_epi32(1, 1, 1, 1, 0, 0, 0, 0);
 #ifndef UDOT256
   const __m256i ones = _mm256_set1_epi16(1);
@@ -519,14 +525,7 @@ static float q4_row_dot(const uint8_t *w, const uint16_t *ws16, const float *ws,
       for (int i = 0; i < end - b0; i++) part[i] = Q4_SCALE(b0 + i);
       scale = _mm256_loadu_ps(part);
     }
-    __m256i idx = first;
-    for (b = b0; b + 4 <= end; b += 4) {
-      Q4_GROUP_STEP(b, idx, acc0);
-      __m256i idx1 = _mm256_add_epi32(idx, two);
-      Q4_GROUP_STEP(b + 2, idx1, acc1);
-      idx = _mm256_add_epi32(idx1, two);
-    }
-    if (b < end) Q4_GROUP_STEP(b, idx, acc0);
+    Q4_CHUNK_GROUPS(__m256i, _mm256_add_epi32);
   }
 #undef Q4_GROUP_STEP
 #undef Q4_SUMS
@@ -588,6 +587,7 @@ static float q4_row_dot(const uint8_t *w, const uint16_t *ws16, const float *ws,
   for (; b < blocks; b++) tail += (float)q4_block_plain(w + b * 16, xq + b * BLOCK) * Q4_SCALE(b);
   return vec + tail;
 }
+#undef Q4_CHUNK_GROUPS
 #undef Q4_SCALE
 
 /* y [m, n] = x [m, k] W^T for 4-bit W (packed [n, k / 2] as above, float16 scales

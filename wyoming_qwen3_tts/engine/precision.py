@@ -149,8 +149,8 @@ AUTO = {X86_BF16: "int4", X86_AVX2: "int4", ARM_DOTPROD: "int4", ARM_V80: "int4"
         OTHER: "float32"}
 # what auto runs instead of int4-dyn32 without the compiled kernels: on x86 fbgemm's int8,
 # faster than torch's tinygemm int4 ("x86 code predictor pass ms")
-_AUTO_WITHOUT_KERNELS_INT4 = {**WITHOUT_KERNELS_INT4, X86_BF16: "int8-fbgemm",
-                              X86_AVX2: "int8-fbgemm"}
+_AUTO_WITHOUT_KERNELS_OF = {**_WITHOUT_KERNELS_OF, "int4-dyn32": {
+    **WITHOUT_KERNELS_INT4, X86_BF16: "int8-fbgemm", X86_AVX2: "int8-fbgemm"}}
 
 
 def schemes_for(dtype: str, cpu_class: str) -> tuple[str, str]:
@@ -312,9 +312,7 @@ def choose_precision(dtype: str = "auto", cpu: Cpu | None = None) -> Precision:
 
     swap = {}
     for scheme in {precision.talker, precision.predictor}:
-        without = _WITHOUT_KERNELS_OF.get(scheme)
-        if precision.auto and scheme == "int4-dyn32":
-            without = _AUTO_WITHOUT_KERNELS_INT4
+        without = (_AUTO_WITHOUT_KERNELS_OF if precision.auto else _WITHOUT_KERNELS_OF).get(scheme)
         if without is not None and unavailable(scheme):
             swap[scheme] = without[precision.cpu_class]
             _LOGGER.info("%s products without the compiled kernels (%s): %s instead",
